@@ -1,0 +1,45 @@
+# Two commands set Parley up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 7860
+# Debian packages the test suite drives: a browser, a Redis server, ffmpeg.
+SYSTEM_PACKAGES := chromium redis-server ffmpeg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run install install-test system-packages test typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip wheel
+
+install: $(BIN)/python
+	$(BIN)/pip install -e .
+
+run: install
+	$(BIN)/python app.py --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))
+
+install-test: $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+
+system-packages:
+	@missing=""; \
+	for pkg in $(SYSTEM_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+typecheck: install-test
+	$(BIN)/mypy
+
+test: install-test system-packages typecheck
+	$(BIN)/python -m pytest -ra $(PYTEST_ARGS)
+
+bench: install-test
+	$(BIN)/pip install -e '.[bench]'
+	@for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -1,0 +1,1 @@
+"""Model access: request and event types, the backend contract, backend kinds and layers."""
