@@ -175,3 +175,30 @@ class ConfigError(ParleyError):
 
     code = "config_error"
     fix = "Fix the config file and start Parley again."
+
+
+def error_class_for_code(code: str) -> type[ParleyError]:
+    """Return the class of this module whose `code` is `code`.
+
+    Used where an error crosses a wire or a config file by its code (the
+    WebSocket protocol, the scripted backend). An unknown code maps to
+    `ParleyError`, so a newer peer's code still becomes a typed error.
+    """
+    return _CLASSES_BY_CODE.get(code, ParleyError)
+
+
+def _collect_classes_by_code() -> dict[str, type[ParleyError]]:
+    # Only the classes defined here: subclasses elsewhere may reuse a code.
+    found: dict[str, type[ParleyError]] = {}
+    pending: list[type[ParleyError]] = [ParleyError]
+    while pending:
+        cls = pending.pop()
+        if cls.__module__ == __name__:
+            found.setdefault(cls.code, cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+_CLASSES_BY_CODE: dict[str, type[ParleyError]] = _collect_classes_by_code()
+
+ERROR_CODES: frozenset[str] = frozenset(_CLASSES_BY_CODE)
