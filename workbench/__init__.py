@@ -1,0 +1,1 @@
+"""Sampling experiments: scenario presets, side-by-side compare and batch runs."""

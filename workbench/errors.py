@@ -1,0 +1,66 @@
+"""Errors the workbench raises for input a user can correct.
+
+Each class has its own `code`, so the UI can show a translated message
+built from `params`; the English text is for logs.
+"""
+
+from __future__ import annotations
+
+from backends.errors import ConfigError, InputTooLargeError, InvalidInputError, NotFoundError
+
+
+class PresetFileError(ConfigError):
+    """A presets file (shipped, configured or saved by users) that does not validate."""
+
+    code = "preset_file_invalid"
+    fix = "Fix the named key in the presets file, or delete the file to start from the shipped presets."
+
+
+class PresetNameError(InvalidInputError):
+    code = "preset_name_invalid"
+    fix = "Use a name of 1 to 64 characters that no shipped preset uses."
+
+
+class PresetNotFoundError(NotFoundError):
+    code = "preset_not_found"
+    fix = "Pick one of the presets in the list."
+
+
+class InputFileEmptyError(InvalidInputError):
+    code = "batch_file_empty"
+    fix = "Upload a CSV with a prompt column and at least one row, or a JSONL file with one prompt per line."
+
+
+class InputFileTooLargeError(InputTooLargeError):
+    code = "batch_file_too_large"
+    fix = "Split the file into smaller files, or raise batch.max_upload_mb in the config."
+
+
+class InputEncodingError(InvalidInputError):
+    code = "batch_file_encoding"
+    fix = "Save the file as UTF-8 (in Excel: Save As, CSV UTF-8) and upload it again."
+
+
+class NoPromptColumnError(InvalidInputError):
+    code = "batch_no_prompt_column"
+    fix = "Name the column that holds the prompts 'prompt' (or 'input', 'question', '提示词', '问题')."
+
+
+class InputFormatError(InvalidInputError):
+    code = "batch_file_format"
+    fix = "Fix the named line, or save the file again as CSV or JSONL."
+
+
+class GridError(InvalidInputError):
+    code = "batch_grid_invalid"
+    fix = "Enter values separated by commas, such as 0.2, 0.7, 1.0, within the range shown."
+
+
+class GridTooLargeError(InvalidInputError):
+    code = "batch_grid_too_large"
+    fix = "Use fewer prompts, models or parameter values, or raise batch.max_runs in the config."
+
+
+class JobNotFoundError(NotFoundError):
+    code = "batch_job_not_found"
+    fix = "Check the job id; finished jobs are kept until the server restarts or newer jobs replace them."
