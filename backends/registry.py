@@ -38,7 +38,8 @@ class BackendContext:
 
     executor: Executor | None = None
     http_transport: httpx.AsyncBaseTransport | None = None
-    env: dict[str, str] = field(default_factory=dict)
+    # Process environment for secrets; kept out of repr so a logged context shows no key.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class _KindModule(Protocol):

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from backends.types import Capabilities, ModelInfo
+
 
 class StrictModel(BaseModel):
     """A config section that rejects unknown keys, so a typo stops start-up."""
@@ -41,6 +43,20 @@ class ModelSettings(StrictModel):
     @property
     def upstream_id(self) -> str:
         return self.upstream or self.name
+
+    def info(self, backend: str) -> ModelInfo:
+        """Describe this model, served by `backend`, for model lists and capability checks."""
+        return ModelInfo(
+            name=self.name,
+            backend=backend,
+            upstream=self.upstream_id,
+            capabilities=Capabilities(
+                vision=self.vision,
+                reasoning=self.reasoning,
+                max_context=self.max_context,
+                ignored_params=frozenset(self.ignored_params),
+            ),
+        )
 
 
 class BackendSettings(StrictModel):

@@ -1,0 +1,17 @@
+"""The HTTP and WebSocket API: OpenAI-compatible endpoints, /ws/chat and /healthz."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api import health, openai_routes
+from api.errors import install_error_handlers
+from api.services import ApiServices
+
+
+def install_api(app: FastAPI, services: ApiServices) -> None:
+    """Add the API routes and the error handlers to `app`; call before mounting the UI at "/"."""
+    app.state.parley_api = services
+    install_error_handlers(app)
+    app.include_router(openai_routes.router)
+    app.include_router(health.router)

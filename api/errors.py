@@ -1,0 +1,82 @@
+"""One mapping from `ParleyError` to OpenAI's error JSON and an HTTP status.
+
+OpenAI clients read `{"error": {"message", "type", "code", "param"}}`; the
+`type` follows OpenAI's names so SDKs raise their matching exception class.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from backends.errors import ParleyError
+
+logger = logging.getLogger(__name__)
+
+_TYPES_BY_STATUS = {
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_type(status: int) -> str:
+    """Return OpenAI's error `type` for an HTTP status."""
+    if status in _TYPES_BY_STATUS:
+        return _TYPES_BY_STATUS[status]
+    return "invalid_request_error" if status < 500 else "server_error"
+
+
+def error_body(error: ParleyError) -> dict[str, Any]:
+    """Build the OpenAI error object; `param` names the request field at fault, if any."""
+    param = error.params.get("param")
+    return {
+        "error": {
+            "message": str(error),
+            "type": error_type(error.http_status),
+            "code": error.code,
+            "param": param if isinstance(param, str) else None,
+        }
+    }
+
+
+def error_response(error: ParleyError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    if error.http_status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error_body(error), status_code=error.http_status, headers=headers)
+
+
+def sse_error(error: ParleyError) -> bytes:
+    """Encode an error as the last event of a stream that has already started."""
+    return b"data: " + json.dumps(error_body(error), ensure_ascii=False).encode() + b"\n\n"
+
+
+def internal_error(exc: BaseException) -> ParleyError:
+    """Wrap an unexpected exception; the message hides internals and points to the log."""
+    return ParleyError(f"internal error ({type(exc).__name__})", fix="Retry; the server log has the details.")
+
+
+async def _handle_parley_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ParleyError)
+    if exc.http_status >= 500:
+        logger.warning("%s %s failed: %s", request.method, request.url.path, exc)
+    return error_response(exc)
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("%s %s failed with an unexpected error", request.method, request.url.path, exc_info=exc)
+    return error_response(internal_error(exc))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ParleyError, _handle_parley_error)
+    app.add_exception_handler(Exception, _handle_unexpected)

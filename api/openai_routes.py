@@ -1,0 +1,151 @@
+"""The OpenAI-compatible endpoints: `GET /v1/models` and `POST /v1/chat/completions`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, Awaitable
+from typing import TypeVar, cast
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.limits import check_chat_request
+from api.openai_request import parse_chat_body
+from api.openai_stream import ChunkEncoder, EventStreamResponse, chain_first, collect_completion, encode_sse
+from api.services import api_services
+from backends.errors import InputTooLargeError, StreamIncompleteError
+from backends.router import Router
+from backends.types import ChatRequest, Event
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+_T = TypeVar("_T")
+
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+# Not an HTTP status anyone receives: the client is gone. nginx logs the same case as 499.
+_CLIENT_CLOSED = 499
+
+
+class ClientGone(Exception):
+    """The client disconnected before the response started."""
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> JSONResponse:
+    services = api_services(request)
+    services.authorize(request)
+
+    data = [
+        {
+            "id": info.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": info.backend,
+            "capabilities": {
+                "vision": info.capabilities.vision,
+                "reasoning": info.capabilities.reasoning,
+                "max_context": info.capabilities.max_context,
+                "ignored_params": sorted(info.capabilities.ignored_params),
+            },
+        }
+        for info in services.router.models()
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    services = api_services(request)
+    services.authorize(request)
+
+    raw = await read_body(request, services.server.max_body_bytes)
+    parsed = parse_chat_body(raw, bypass_cache=_bypasses_cache(request))
+    check_chat_request(parsed.chat, services.router, services.server.max_prompt_chars)
+
+    try:
+        if parsed.stream:
+            # Read the first event before answering, so a failure before the
+            # first token still gets its own HTTP status.
+            events = await until_disconnect(request, open_stream(services.router, parsed.chat))
+            encoder = ChunkEncoder(parsed.chat.model)
+            body = encode_sse(events, encoder, include_usage=parsed.include_usage)
+            return EventStreamResponse(body, headers=_SSE_HEADERS)
+
+        stream = cast(AsyncGenerator[Event, None], services.router.stream(parsed.chat))
+        completion, finished = await until_disconnect(request, collect_completion(stream, parsed.chat.model))
+        return JSONResponse(completion, headers={"X-Parley-Served-By": finished.served_by.encode("ascii", "replace").decode()})
+    except ClientGone:
+        logger.info("client disconnected before the reply to %s started; request cancelled", parsed.chat.model)
+        return Response(status_code=_CLIENT_CLOSED)
+
+
+async def open_stream(router: Router, chat: ChatRequest) -> AsyncGenerator[Event, None]:
+    """Start a stream and wait for its first event; failures before it are raised here."""
+    events = cast(AsyncGenerator[Event, None], router.stream(chat))
+    try:
+        first = await anext(events)
+    except StopAsyncIteration:
+        raise StreamIncompleteError("the stream ended before its first event", model=chat.model) from None
+    except BaseException:
+        await events.aclose()
+        raise
+    return chain_first(first, events)
+
+
+async def until_disconnect(request: Request, work: Awaitable[_T]) -> _T:
+    """Await `work`, cancelling it (and so its upstream request) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    raise ClientGone()
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """Read the request body, rejecting it with 413 as soon as it passes `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _body_too_large(int(declared), limit)
+
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _body_too_large(size, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _body_too_large(size: int, limit: int) -> InputTooLargeError:
+    return InputTooLargeError(
+        f"the request body is {size} bytes or more, over the limit of {limit} (server.max_body_bytes)",
+        fix="Send smaller images or fewer messages, or raise server.max_body_bytes in the config.",
+        limit=limit,
+    )
+
+
+def _bypasses_cache(request: Request) -> bool:
+    directives = request.headers.get("cache-control", "").lower()
+    return "no-cache" in directives or "no-store" in directives

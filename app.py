@@ -1,0 +1,116 @@
+"""Composition root: read the config, build the services, serve the API and the UI on one app.
+
+    python app.py [--host HOST] [--port PORT] [--config PATH]
+
+`build_app()` is the one place where services are created and wired into
+routes; tests and benchmarks call it with their own config and context.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api import install_api
+from api.auth import ApiKeys
+from api.services import ApiServices
+from backends.errors import ConfigError
+from backends.pipeline import build_router
+from backends.registry import BackendContext
+from config import CONFIG_ENV, AppConfig, load_config, resolve_config_path
+
+logger = logging.getLogger("parley.app")
+
+
+def build_app(config: AppConfig, *, context: BackendContext | None = None) -> FastAPI:
+    """Build the ASGI app: backends, router, API routes and UI; the lifespan closes them.
+
+    Without `context`, backends read secrets from the process environment.
+    A `context` without an executor gets the app's bounded thread pool.
+    """
+    # Services: one bounded pool for CPU-bound work, one router for every caller.
+    executor = ThreadPoolExecutor(max_workers=config.server.worker_threads or os.cpu_count() or 1, thread_name_prefix="parley-worker")
+    if context is None:
+        context = BackendContext(executor=executor, env=dict(os.environ))
+    elif context.executor is None:
+        context = dataclasses.replace(context, executor=executor)
+    try:
+        router = build_router(config, context)
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+    api_keys = ApiKeys.from_env(context.env, config.server.api_keys_env)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await router.aclose()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="Parley", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    if config.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.server.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Cache-Control"],
+        )
+
+    # API routes first: the UI is mounted at "/" and would shadow later routes.
+    install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys))
+
+    # UI: mount the Gradio Blocks at "/" here, after the API routes.
+    return app
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="parley", description="Serve the Parley chat workbench and its API.")
+    parser.add_argument("--host", help="Interface to listen on (default: server.host in the config, 127.0.0.1).")
+    parser.add_argument("--port", type=int, help="TCP port to listen on (default: server.port in the config, 7860).")
+    parser.add_argument("--config", help=f"TOML config file (default: ${CONFIG_ENV}, else built-in defaults).")
+    return parser.parse_args(argv)
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the process exit status."""
+    args = parse_args(argv)
+    setup_logging()
+
+    try:
+        config = load_config(resolve_config_path(args.config, os.environ))
+        app = build_app(config)
+    except ConfigError as exc:
+        print(f"parley: {exc}", file=sys.stderr)
+        return 2
+
+    host = args.host or config.server.host
+    port = args.port or config.server.port
+    logger.info(
+        "Parley serving on http://%s:%d with models %s (config: %s)",
+        host,
+        port,
+        ", ".join(config.model_names()),
+        config.source,
+    )
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

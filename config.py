@@ -1,0 +1,309 @@
+"""The TOML config: schema, loader and the built-in defaults used without a file.
+
+`load_config()` reads one TOML file into an `AppConfig`. Each section is a
+`StrictModel`, so an unknown key, a wrong type or a missing value stops
+start-up with a `ConfigError` that names the key path, the file and the fix.
+A `[[backends]]` table is validated against the `Settings` class of its
+`kind` (see `backends.registry`).
+
+Secrets never live here: a section names the environment variable that holds
+a key (`api_key_env = "DEEPSEEK_API_KEY"`) and the backend reads it at start.
+
+To add a section, add a `StrictModel` subclass and one field with a default to
+`AppConfig`; the loader and its error messages need no change.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+
+from backends.errors import ConfigError
+from backends.registry import settings_class
+from backends.settings import BackendSettings, StrictModel
+
+CONFIG_ENV = "PARLEY_CONFIG"
+EXAMPLE_CONFIG = "assets/parley.example.toml"
+
+DEEPSEEK_BASE_URL = "https://api.deepseek.com"
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+# DeepSeek's reasoner accepts these parameters but ignores them.
+DEEPSEEK_REASONER_IGNORED = ["temperature", "top_p", "presence_penalty", "frequency_penalty"]
+
+
+class ServerSettings(StrictModel):
+    """The `[server]` section: where Parley listens and the limits of its API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=7860, ge=1, le=65535)
+    max_prompt_chars: int = Field(
+        default=200_000, gt=0, description="Characters of text over all messages of one request."
+    )
+    max_body_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0, description="Bytes of one HTTP request body or WebSocket message."
+    )
+    api_keys_env: str = Field(
+        default="PARLEY_API_KEYS",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable with comma-separated bearer keys; unset or empty means no auth.",
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to call the API from a browser.")
+    worker_threads: int | None = Field(
+        default=None, gt=0, description="Threads for CPU-bound work (local model, Whisper, images); default: CPU count."
+    )
+
+
+class AppConfig(StrictModel):
+    """The whole config file, one field per section."""
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    # Each entry is an instance of the `Settings` class of its kind; the loader
+    # builds them before this model sees them.
+    backends: list[SerializeAsAny[BackendSettings]] = Field(default_factory=list)
+
+    _source: str = PrivateAttr(default="built-in defaults")
+
+    @property
+    def source(self) -> str:
+        """The file this config was read from, or "built-in defaults"."""
+        return self._source
+
+    @field_validator("backends")
+    @classmethod
+    def _check_names_unique(cls, backends: list[BackendSettings]) -> list[BackendSettings]:
+        if not any(backend.models for backend in backends):
+            raise ValueError("no backend serves a model; add a [[backends.models]] table with a name")
+
+        backend_names: set[str] = set()
+        owners: dict[str, str] = {}
+        for backend in backends:
+            if backend.name in backend_names:
+                raise ValueError(f"backend name {backend.name!r} is used twice; give each backend its own name")
+            backend_names.add(backend.name)
+
+            for model in backend.models:
+                if model.name in owners:
+                    raise ValueError(
+                        f"model name {model.name!r} is served by both {owners[model.name]!r} and "
+                        f"{backend.name!r}; rename one of them (set `upstream` to keep the id sent upstream)"
+                    )
+                owners[model.name] = backend.name
+
+        for backend in backends:
+            for model in backend.models:
+                unknown = [name for name in model.fallback if name not in owners]
+                if unknown:
+                    raise ValueError(
+                        f"model {model.name!r} falls back to {', '.join(map(repr, unknown))}, which no backend "
+                        f"serves; configured models: {', '.join(sorted(owners))}"
+                    )
+        return backends
+
+    def model_names(self) -> list[str]:
+        return [model.name for backend in self.backends for model in backend.models]
+
+
+def resolve_config_path(argument: str | None, env: Mapping[str, str]) -> Path | None:
+    """Pick the config file: the `--config` argument wins over `PARLEY_CONFIG`."""
+    chosen = argument or env.get(CONFIG_ENV) or None
+    return Path(chosen) if chosen else None
+
+
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> AppConfig:
+    """Read and validate the config file, or build the defaults when `path` is None.
+
+    A file without `[[backends]]` tables gets the default backends, so a file
+    that only sets `[server]` options still starts with a model.
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        return parse_config({}, source="built-in defaults", env=env)
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {str(path)!r}: {exc.strerror or exc}",
+            fix=f"Check the path given by --config or {CONFIG_ENV}; {EXAMPLE_CONFIG} is a starting point.",
+        ) from exc
+
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path} is not valid TOML: {exc}",
+            fix="Fix the syntax at that line; strings need quotes and tables look like [server].",
+        ) from exc
+    return parse_config(raw, source=str(path), env=env)
+
+
+def parse_config(raw: Mapping[str, Any], *, source: str, env: Mapping[str, str]) -> AppConfig:
+    """Validate parsed TOML; `source` names the file in error messages."""
+    data = dict(raw)
+    tables = data.get("backends")
+    if tables is None:
+        tables = default_backend_tables(env)
+    elif not isinstance(tables, list):
+        raise ConfigError(
+            f"backends in {source} must be an array of tables",
+            fix="Write each backend as its own [[backends]] table.",
+        )
+    data["backends"] = [_parse_backend(table, index, source) for index, table in enumerate(tables)]
+
+    try:
+        config = AppConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, AppConfig, prefix=(), source=source) from exc
+
+    config._source = source
+    return config
+
+
+def default_backend_tables(env: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Return the backends used without `[[backends]]` tables, chosen by which API keys are set.
+
+    The local model is always there; DeepSeek joins when DEEPSEEK_API_KEY is
+    set and an OpenAI-compatible server when OPENAI_API_KEY or OPENAI_BASE_URL is.
+    """
+    tables: list[dict[str, Any]] = [
+        {"name": "local", "kind": "llama_cpp", "models": [{"name": "smollm2"}]},
+    ]
+
+    if env.get("DEEPSEEK_API_KEY"):
+        tables.append(
+            {
+                "name": "deepseek",
+                "kind": "openai",
+                "base_url": DEEPSEEK_BASE_URL,
+                "api_key_env": "DEEPSEEK_API_KEY",
+                # A paid API is better served by falling back at once than by
+                # waiting for a second first-token timeout.
+                "retry_first_token_timeout": False,
+                "models": [
+                    {"name": "deepseek-chat", "max_context": 65536},
+                    {
+                        "name": "deepseek-reasoner",
+                        "reasoning": True,
+                        "max_context": 65536,
+                        "ignored_params": list(DEEPSEEK_REASONER_IGNORED),
+                    },
+                ],
+            }
+        )
+
+    if env.get("OPENAI_API_KEY") or env.get("OPENAI_BASE_URL"):
+        names = [name.strip() for name in env.get("OPENAI_MODELS", "").split(",") if name.strip()]
+        tables.append(
+            {
+                "name": "openai",
+                "kind": "openai",
+                "base_url": env.get("OPENAI_BASE_URL") or OPENAI_BASE_URL,
+                "api_key_env": "OPENAI_API_KEY",
+                "models": [{"name": name} for name in names or ["gpt-4o-mini"]],
+            }
+        )
+    return tables
+
+
+def _parse_backend(table: Any, index: int, source: str) -> BackendSettings:
+    """Validate one `[[backends]]` table against the settings of its kind."""
+    where = f"backends[{index}]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} in {source} must be a table", fix="Write it as a [[backends]] table.")
+
+    kind = table.get("kind")
+    if not isinstance(kind, str):
+        raise ConfigError(
+            f"{where}.kind is missing in {source}",
+            fix='Add kind = "openai", "llama_cpp", "websocket" or "scripted" to that table.',
+        )
+    try:
+        settings_type = settings_class(kind)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.kind in {source}: {exc.detail}", fix=exc.fix) from exc
+    except ImportError as exc:
+        raise ConfigError(
+            f"{where}.kind in {source}: backend kind {kind!r} cannot be loaded: {exc}",
+            fix="Install Parley with its dependencies (make install), or remove this backend.",
+        ) from exc
+
+    try:
+        return settings_type.model_validate(table)
+    except ValidationError as exc:
+        raise _config_error(exc, settings_type, prefix=("backends", index), source=source) from exc
+
+
+def _config_error(
+    exc: ValidationError, root: type[BaseModel], *, prefix: Sequence[str | int], source: str
+) -> ConfigError:
+    """Turn pydantic's errors into one ConfigError that names every key at fault."""
+    problems: list[str] = []
+    fixes: list[str] = []
+    for error in exc.errors():
+        location = tuple(error["loc"])
+        path = format_key_path((*prefix, *location))
+        kind = error["type"]
+
+        if kind == "extra_forbidden":
+            problems.append(f"unknown key {path}")
+            allowed = _keys_at(root, location[:-1])
+            if allowed:
+                fixes.append(f"Remove or rename {path}; valid keys there: {', '.join(allowed)}.")
+        elif kind == "missing":
+            problems.append(f"missing required key {path}")
+            fixes.append(f"Add {path} to that table.")
+        else:
+            value = error.get("input")
+            shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            problems.append(f"{path}: {message}{shown}")
+
+    fixes.append(f"Fix {source} and start again; {EXAMPLE_CONFIG} documents every option.")
+    return ConfigError(f"invalid config in {source}: {'; '.join(problems)}", fix=" ".join(fixes))
+
+
+def format_key_path(location: Sequence[str | int]) -> str:
+    """Format a pydantic error location like `backends[1].timeouts.connect`."""
+    path = ""
+    for item in location:
+        if isinstance(item, int):
+            path += f"[{item}]"
+        else:
+            path += f".{item}" if path else item
+    return path
+
+
+def _keys_at(root: type[BaseModel], location: Sequence[str | int]) -> list[str]:
+    """List the field names of the model found at `location` below `root`, if any."""
+    current: Any = root
+    for item in location:
+        if isinstance(item, int):
+            current = _item_type(current)
+        elif isinstance(current, type) and issubclass(current, BaseModel) and item in current.model_fields:
+            current = current.model_fields[item].annotation
+        else:
+            return []
+        current = _unwrap_optional(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _item_type(annotation: Any) -> Any:
+    args = typing.get_args(annotation)
+    return args[0] if args else None
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(members) == 1:
+            return members[0]
+    return annotation
