@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.pipeline import model_info
 from backends.registry import BackendContext, create_backend, settings_class
 from backends.router import Router
 from backends.scripted import ScriptedBackend
@@ -20,7 +19,7 @@ def scripted_router(**backends: dict[str, Any]) -> tuple[Router, dict[str, Scrip
         backend = create_backend(settings, BackendContext())
         assert isinstance(backend, ScriptedBackend)
         created[name] = backend
-        for model in settings.models:
-            routes[model.name] = backend
-            infos[model.name] = model_info(settings, model)
+        for info in backend.models():
+            routes[info.name] = backend
+            infos[info.name] = info
     return Router(created, routes, infos), created

@@ -1,0 +1,188 @@
+"""Side-by-side compare: concurrent panes, repeats, spreads, failures, stop and exports."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+
+import pytest
+
+from backends.types import SamplingParams
+from tests.workbench_support import scripted_router
+from workbench.compare import CompareInputError, CompareRun, Pane, PaneSnapshot, spread
+from workbench.export import compare_to_csv, compare_to_json, compare_to_markdown
+from workbench.runner import RunSpec
+
+
+def two_models(**extra: object) -> dict[str, object]:
+    return {
+        "models": [{"name": "fast"}, {"name": "slow"}],
+        "replies": [{"match": "^", "text": "one two three four"}],
+        **extra,
+    }
+
+
+async def final(run: CompareRun) -> tuple[PaneSnapshot, ...]:
+    snapshot: tuple[PaneSnapshot, ...] = ()
+    async for snapshot in run.updates(interval_s=0.01):
+        pass
+    return snapshot
+
+
+async def test_compare_runs_each_pane_with_its_settings() -> None:
+    router, backends = scripted_router(local=two_models())
+    panes = [
+        Pane("A", RunSpec("fast", SamplingParams(temperature=0.2, seed=11), system_prompt="Be terse.")),
+        Pane("B", RunSpec("slow", SamplingParams(temperature=0.9, max_tokens=2))),
+    ]
+
+    snapshot = await final(CompareRun(router, "count", panes))
+
+    assert [pane.label for pane in snapshot] == ["A", "B"]
+    assert snapshot[0].text == "one two three four"
+    assert snapshot[1].text == "one two "
+    assert snapshot[1].latest is not None and snapshot[1].latest.finish_reason == "length"
+    assert not any(pane.running for pane in snapshot)
+    received = {request.model: request for request in backends["local"].received}
+    assert received["fast"].params == SamplingParams(temperature=0.2, seed=11)
+    assert received["fast"].messages[0].role == "system"
+    assert received["slow"].params == SamplingParams(temperature=0.9, max_tokens=2)
+    assert all(request.bypass_cache for request in received.values())
+
+
+async def test_compare_pane_metrics_are_filled() -> None:
+    router, _ = scripted_router(local=two_models(chunk_delay=0.01))
+    panes = [Pane("A", RunSpec("fast")), Pane("B", RunSpec("slow"))]
+
+    snapshot = await final(CompareRun(router, "count", panes))
+
+    run = snapshot[0].latest
+    assert run is not None
+    assert run.ttft_s is not None and run.ttft_s >= 0
+    assert run.tokens == 4
+    assert run.tokens_estimated is False
+    assert run.tokens_per_s is not None and run.tokens_per_s > 0
+    assert run.chars == len("one two three four")
+    assert run.served_by == "local/fast"
+
+
+async def test_compare_repeats_give_spread() -> None:
+    router, backends = scripted_router(local=two_models())
+    panes = [Pane("A", RunSpec("fast")), Pane("B", RunSpec("slow"))]
+
+    snapshot = await final(CompareRun(router, "count", panes, repeats=3))
+
+    assert [len(pane.runs) for pane in snapshot] == [3, 3]
+    assert len(backends["local"].received) == 6
+    tokens = snapshot[0].spread("tokens")
+    assert tokens is not None
+    assert (tokens.minimum, tokens.median, tokens.maximum) == (4.0, 4.0, 4.0)
+    ttft = snapshot[0].spread("ttft_s")
+    assert ttft is not None and ttft.minimum <= ttft.median <= ttft.maximum
+
+
+async def test_compare_failed_pane_keeps_others() -> None:
+    router, _ = scripted_router(
+        good={"models": [{"name": "good"}], "replies": [{"text": "fine"}]},
+        bad={"models": [{"name": "bad"}], "replies": [{"error": "overloaded", "error_message": "busy"}]},
+    )
+    panes = [Pane("good", RunSpec("good")), Pane("bad", RunSpec("bad"))]
+
+    snapshot = await final(CompareRun(router, "hi", panes, repeats=2))
+
+    assert [run.ok for run in snapshot[0].runs] == [True, True]
+    assert [run.error_code for run in snapshot[1].runs] == ["overloaded", "overloaded"]
+    assert snapshot[1].spread("tokens") is None
+    assert snapshot[0].text == "fine"
+
+
+async def test_compare_streams_panes_concurrently() -> None:
+    router, backends = scripted_router(
+        local={"models": [{"name": f"m{i}"} for i in range(4)], "replies": [{"text": "a b c d e"}],
+               "chunk_delay": 0.05}
+    )
+    panes = [Pane(f"m{i}", RunSpec(f"m{i}")) for i in range(4)]
+    peak = 0
+
+    async for _ in CompareRun(router, "hi", panes).updates(interval_s=0.01):
+        peak = max(peak, backends["local"].in_flight)
+
+    assert peak == 4
+
+
+async def test_closing_compare_stops_every_stream() -> None:
+    router, backends = scripted_router(
+        local={"models": [{"name": "a"}, {"name": "b"}], "replies": [{"text": "x " * 200}], "chunk_delay": 0.05}
+    )
+    updates = CompareRun(router, "hi", [Pane("a", RunSpec("a")), Pane("b", RunSpec("b"))]).updates(interval_s=0.01)
+
+    first = await anext(updates)
+    await updates.aclose()
+
+    assert any(pane.running for pane in first)
+    assert backends["local"].in_flight == 0
+
+
+@pytest.mark.parametrize(
+    ("panes", "repeats", "prompt"),
+    [(1, 1, "hi"), (5, 1, "hi"), (2, 0, "hi"), (2, 21, "hi"), (2, 1, "  ")],
+)
+def test_compare_rejects_bad_setup(panes: int, repeats: int, prompt: str) -> None:
+    router, _ = scripted_router(local={"models": [{"name": "m"}]})
+
+    with pytest.raises(CompareInputError):
+        CompareRun(router, prompt, [Pane("m", RunSpec("m"))] * panes, repeats=repeats)
+
+
+def test_spread_of_no_values_is_none() -> None:
+    assert spread([], "tokens") is None
+
+
+async def test_compare_exports_parse_back() -> None:
+    router, _ = scripted_router(
+        local={"models": [{"name": "a"}, {"name": "b"}], "replies": [{"text": "=SUM(A1) 你好 ```code```"}]}
+    )
+    run = CompareRun(router, "say | hi", [Pane("A", RunSpec("a", SamplingParams(seed=5))), Pane("B", RunSpec("b"))],
+                     repeats=2)
+    await final(run)
+    report = run.report()
+
+    document = json.loads(compare_to_json(report))
+    assert document["prompt"] == "say | hi"
+    assert document["repeats"] == 2
+    assert document["panes"][0]["params"] == {"seed": 5}
+    assert [r["text"] for r in document["panes"][1]["runs"]] == ["=SUM(A1) 你好 ```code```"] * 2
+    assert document["panes"][0]["spread"]["tokens"]["median"] == 4.0
+
+    text = compare_to_csv(report)
+    assert text.startswith("\ufeff")
+    rows = list(csv.DictReader(io.StringIO(text.removeprefix("\ufeff"))))
+    assert len(rows) == 4
+    assert [row["pane"] for row in rows] == ["A", "A", "B", "B"]
+    assert rows[0]["text"] == "'=SUM(A1) 你好 ```code```"
+    assert json.loads(rows[0]["params"]) == {"seed": 5}
+    assert rows[0]["tokens"] == "4"
+
+    markdown = compare_to_markdown(report)
+    assert "| A | a | seed=5 |" in markdown
+    assert "````text\n=SUM(A1) 你好 ```code```\n````" in markdown
+    assert "> say | hi" in markdown
+
+
+async def test_cancelled_compare_task_releases_streams() -> None:
+    router, backends = scripted_router(
+        local={"models": [{"name": "a"}, {"name": "b"}], "replies": [{"text": "x " * 200}], "chunk_delay": 0.05}
+    )
+
+    async def consume() -> None:
+        async for _ in CompareRun(router, "hi", [Pane("a", RunSpec("a")), Pane("b", RunSpec("b"))]).updates():
+            pass
+
+    task = asyncio.create_task(consume())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+    assert backends["local"].in_flight == 0
