@@ -26,8 +26,11 @@ from typing import Any
 from pydantic import BaseModel, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 
 from backends.errors import ConfigError
+from backends.layers.settings import ResilienceSettings
 from backends.registry import settings_class
 from backends.settings import BackendSettings, StrictModel
+from workbench.batch import BatchSettings
+from workbench.presets import PresetsSettings
 
 CONFIG_ENV = "PARLEY_CONFIG"
 EXAMPLE_CONFIG = "assets/parley.example.toml"
@@ -67,6 +70,9 @@ class AppConfig(StrictModel):
     # Each entry is an instance of the `Settings` class of its kind; the loader
     # builds them before this model sees them.
     backends: list[SerializeAsAny[BackendSettings]] = Field(default_factory=list)
+    resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
+    presets: PresetsSettings = Field(default_factory=PresetsSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
 
     _source: str = PrivateAttr(default="built-in defaults")
 

@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from backends.errors import ConfigError
 from backends.types import SamplingParams
 from tests.workbench_support import scripted_router
 from workbench.batch import BatchSettings, JobManager, base_spec, make_plan, parse_grid_values
@@ -263,3 +264,14 @@ async def test_batch_exports_parse_back() -> None:
     assert parsed_jsonl[0]["tokens"] == 1
     assert parsed_jsonl[1]["error_code"] == "rate_limited"
     assert parsed_jsonl[1]["output"] == ""
+
+
+def test_config_batch_section_is_validated() -> None:
+    from config import parse_config
+
+    config = parse_config({"batch": {"concurrency": 16, "max_upload_mb": 2}}, source="t.toml", env={})
+    assert config.batch.concurrency == 16
+    assert config.batch.max_upload_bytes == 2_000_000
+
+    with pytest.raises(ConfigError, match="batch.concurrenc"):
+        parse_config({"batch": {"concurrenc": 3}}, source="t.toml", env={})
