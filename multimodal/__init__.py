@@ -1,0 +1,1 @@
+"""Input beyond text: speech-to-text and the image pipeline."""

@@ -1,0 +1,127 @@
+"""Errors of the image input path, with their user-facing messages.
+
+Each class has a stable `code`; the UI looks the code up in `MESSAGES` and
+formats the template with the error's `params`, so a Chinese user reads the
+reason in Chinese. `str(error)` stays English for logs and API clients.
+"""
+
+from __future__ import annotations
+
+from backends.errors import ImageNotSupportedError, InputTooLargeError, InvalidInputError
+
+
+class NotAnImageError(InvalidInputError):
+    """The content is not an image at all (a PDF, a text file, audio, ...)."""
+
+    code = "not_an_image"
+    fix = "Send a JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC image."
+
+
+class ImageFormatNotAcceptedError(InvalidInputError):
+    """The content is an image, but in a format the pipeline does not read (PSD, ICO, SVG, ...)."""
+
+    code = "image_format_not_accepted"
+    fix = "Save or export the image as PNG or JPEG and send that."
+
+
+class ImageCorruptError(InvalidInputError):
+    code = "image_corrupt"
+    fix = "The file is damaged; open it in an image viewer, save it again as PNG or JPEG and send that."
+
+
+class ImageTruncatedError(ImageCorruptError):
+    code = "image_truncated"
+    fix = "The file is cut off; send the whole file again."
+
+
+class ImageTooManyPixelsError(InputTooLargeError):
+    """The header claims more pixels than `images.max_pixels`; nothing was decoded."""
+
+    code = "image_too_many_pixels"
+    fix = "Send a smaller image, or raise images.max_pixels in the config."
+
+
+class ImageFileTooLargeError(InputTooLargeError):
+    code = "image_file_too_large"
+    fix = "Send a smaller file, or raise images.max_upload_mb in the config."
+
+
+class ImageOverByteLimitError(InputTooLargeError):
+    """Even a small re-encoded version does not fit the model's `max_image_bytes`."""
+
+    code = "image_over_byte_limit"
+    fix = "Raise max_image_bytes for this model in the config, or send a simpler image."
+
+
+class RemoteImageURLError(InvalidInputError):
+    """An `image_url` part pointing at a remote address; Parley never fetches one."""
+
+    code = "image_url_remote"
+    fix = "Send the image inline as a data URL: data:image/png;base64,<base64 of the file>."
+
+
+class InvalidDataURLError(InvalidInputError):
+    code = "image_data_url_invalid"
+    fix = "Send the image as data:<mime type>;base64,<base64 of the file>."
+
+
+# Templates by error code and locale; `{name}` fields come from `error.params`.
+MESSAGES: dict[str, dict[str, str]] = {
+    "not_an_image": {
+        "en": "That file is {kind}, not an image. Send a JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC image.",
+        "zh-CN": "这个文件是{kind_zh}，不是图片。请发送 JPEG、PNG、WebP、GIF、BMP、TIFF 或 HEIC 图片。",
+    },
+    "image_format_not_accepted": {
+        "en": "That file is {kind}, which Parley does not read. Export it as PNG or JPEG and send that.",
+        "zh-CN": "这个文件是{kind_zh}，Parley 无法读取。请导出为 PNG 或 JPEG 后再发送。",
+    },
+    "image_corrupt": {
+        "en": "The {format} image could not be decoded ({reason}). Save it again as PNG or JPEG and send that.",
+        "zh-CN": "无法解码这张 {format} 图片（{reason}）。请重新保存为 PNG 或 JPEG 后再发送。",
+    },
+    "image_truncated": {
+        "en": "The {format} image is cut off: the file ends before the image data does. Send the whole file again.",
+        "zh-CN": "这张 {format} 图片不完整：文件在图像数据结束前就断了。请重新发送完整的文件。",
+    },
+    "image_too_many_pixels": {
+        "en": "The image is {width}×{height} ({megapixels} megapixels); the limit is {max_megapixels} megapixels. Send a smaller image.",
+        "zh-CN": "图片尺寸为 {width}×{height}（{megapixels} 百万像素），超过了 {max_megapixels} 百万像素的上限。请发送更小的图片。",
+    },
+    "image_file_too_large": {
+        "en": "The file is {size_mb} MB; the limit is {limit_mb} MB. Send a smaller file.",
+        "zh-CN": "文件大小为 {size_mb} MB，超过了 {limit_mb} MB 的上限。请发送更小的文件。",
+    },
+    "image_over_byte_limit": {
+        "en": "Even at {width}×{height} the image takes {size_kb} KB; the limit is {limit_kb} KB per image. Raise max_image_bytes for the model or send a simpler image.",
+        "zh-CN": "即使缩小到 {width}×{height}，图片仍有 {size_kb} KB；上限是每张图片 {limit_kb} KB。请调高该模型的 max_image_bytes，或发送更简单的图片。",
+    },
+    "image_url_remote": {
+        "en": "Parley does not download images from URLs ({scheme}). Send the image inline as a data: URL (base64).",
+        "zh-CN": "Parley 不会从网址（{scheme}）下载图片。请以 data: URL（base64）形式直接发送图片。",
+    },
+    "image_data_url_invalid": {
+        "en": "The image data URL is invalid: {reason}. Send data:<mime type>;base64,<base64 of the file>.",
+        "zh-CN": "图片的 data URL 无效：{reason}。请按 data:<MIME 类型>;base64,<文件的 base64> 格式发送。",
+    },
+    "image_not_supported": {
+        "en": "Model {model_name} cannot see images. Models that can: {vision_models}. Pick one of them, or remove the image.",
+        "zh-CN": "模型 {model_name} 无法识别图片。可以识别图片的模型：{vision_models}。请选择其中之一，或移除图片。",
+    },
+}
+
+
+def image_not_supported(model: str, vision_models: list[str]) -> ImageNotSupportedError:
+    """Build the error for an image sent to `model`, naming the models that can see images."""
+    names = ", ".join(vision_models) if vision_models else "none configured"
+    if vision_models:
+        fix = f"Pick a model that can see images ({names}), or remove the image."
+    else:
+        fix = "No configured model can see images; remove the image, or configure a model with vision = true."
+    return ImageNotSupportedError(
+        f"model {model!r} cannot see images",
+        model=model,
+        fix=fix,
+        model_name=model,
+        vision_models=names,
+    )
+
