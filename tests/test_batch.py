@@ -11,7 +11,8 @@ import pytest
 
 from backends.errors import ConfigError
 from backends.types import SamplingParams
-from tests.workbench_support import scripted_router
+from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
+from tests.workbench_support import openai_router, scripted_router
 from workbench.batch import BatchSettings, JobManager, base_spec, make_plan, parse_grid_values
 from workbench.errors import GridError, GridTooLargeError, JobNotFoundError
 from workbench.export import batch_to_csv, batch_to_jsonl
@@ -275,3 +276,36 @@ def test_config_batch_section_is_validated() -> None:
 
     with pytest.raises(ConfigError, match="batch.concurrenc"):
         parse_config({"batch": {"concurrenc": 3}}, source="t.toml", env={})
+
+
+async def test_batch_against_server_with_failing_rows(openai_server: FakeOpenAIServer) -> None:
+    ok = Behaviour(reply="fine", chunk_delay=0.02)
+    openai_server.default = ok
+    openai_server.script(
+        ok,
+        Behaviour(status=500),
+        ok,
+        Behaviour(reply="cut", disconnect_after_chunks=0),
+        ok,
+        Behaviour(status=400, error_body={"error": {"message": "bad temperature", "type": "invalid_request_error"}}),
+    )
+    router = openai_router(openai_server.base_url)
+    settings = BatchSettings(concurrency=4)
+    manager = JobManager(router, settings)
+
+    try:
+        job = manager.submit(plan_for(ROWS, ["fake-model"], settings, temperatures=(0.3, 0.9)))
+        await manager.wait(job.id)
+    finally:
+        await router.aclose()
+
+    assert job.state == "done"
+    assert job.done == 20
+    assert job.failed == 3
+    assert openai_server.max_in_flight == 4
+    assert len(openai_server.chat_requests) == 20
+    failed_codes = sorted(row.error_code or "" for row in job.rows() if row.status == "error")
+    assert failed_codes == ["bad_request", "overloaded", "stream_incomplete"]
+    assert sum(1 for row in job.rows() if row.output == "fine") == 17
+    temperatures = sorted(request.json["temperature"] for request in openai_server.chat_requests)
+    assert temperatures == [0.3] * 10 + [0.9] * 10

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from backends.types import SamplingParams
-from tests.workbench_support import scripted_router
+from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
+from tests.workbench_support import openai_router, scripted_router
 from workbench.compare import CompareInputError, CompareRun, Pane, PaneSnapshot, spread
 from workbench.export import compare_to_csv, compare_to_json, compare_to_markdown
 from workbench.runner import RunSpec
@@ -186,3 +187,21 @@ async def test_cancelled_compare_task_releases_streams() -> None:
     await asyncio.gather(task, return_exceptions=True)
 
     assert backends["local"].in_flight == 0
+
+
+async def test_four_panes_stream_at_once_from_server(openai_server: FakeOpenAIServer) -> None:
+    openai_server.default = Behaviour(reply="one two three four five six", chunk_delay=0.05)
+    models = ("m1", "m2", "m3", "m4")
+    router = openai_router(openai_server.base_url, models)
+    panes = [Pane(model, RunSpec(model, SamplingParams(temperature=0.1 * i, seed=42))) for i, model in enumerate(models)]
+
+    try:
+        snapshot = await final(CompareRun(router, "hi", panes))
+    finally:
+        await router.aclose()
+
+    assert openai_server.max_in_flight == 4
+    assert [pane.text for pane in snapshot] == ["one two three four five six"] * 4
+    sent = sorted((request.json["model"], request.json["seed"]) for request in openai_server.chat_requests)
+    assert sent == [(model, 42) for model in models]
+    assert all(pane.latest is not None and pane.latest.tokens_estimated is False for pane in snapshot)

@@ -23,3 +23,13 @@ def scripted_router(**backends: dict[str, Any]) -> tuple[Router, dict[str, Scrip
             routes[info.name] = backend
             infos[info.name] = info
     return Router(created, routes, infos), created
+
+
+def openai_router(base_url: str, models: tuple[str, ...] = ("fake-model",), **table: Any) -> Router:
+    """Build a Router over one openai-kind backend pointed at a server on 127.0.0.1."""
+    settings = settings_class("openai").model_validate(
+        {"name": "fake", "kind": "openai", "base_url": base_url, "models": [{"name": m} for m in models], **table}
+    )
+    backend = create_backend(settings, BackendContext())
+    infos = {info.name: info for info in backend.models()}
+    return Router({"fake": backend}, {name: backend for name in infos}, infos)
