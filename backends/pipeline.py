@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from backends.base import Backend
+from backends.layers.stack import LayerServices, open_services, wrap_routes
 from backends.registry import BackendContext, create_backend
 from backends.router import Router
 from backends.types import ModelInfo
@@ -21,8 +22,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def build_router(config: AppConfig, context: BackendContext) -> Router:
-    """Create every configured backend and route each public model name to it."""
+def build_router(config: AppConfig, context: BackendContext, *, layers: LayerServices | None = None) -> Router:
+    """Create every configured backend and route each public model name to it through the layers.
+
+    `layers` lets tests share a fake clock or their own metrics; without it
+    the services come from `config.resilience` (which checks Redis, if set).
+    """
     backends: dict[str, Backend] = {}
     routes: dict[str, Backend] = {}
     infos: dict[str, ModelInfo] = {}
@@ -35,6 +40,13 @@ def build_router(config: AppConfig, context: BackendContext) -> Router:
             infos[model.name] = model.info(settings.name)
             routes[model.name] = backend
 
+    # Resilience layers over every route; extra endpoints are backends of their own.
+    services = layers or open_services(config.resilience)
+    routes, endpoint_backends = wrap_routes(
+        config.backends, backends, services, lambda settings: create_backend(settings, context)
+    )
+    backends.update(endpoint_backends)
+
     logger.debug("routes: %s", {name: info.backend for name, info in infos.items()})
-    return Router(backends, routes, infos)
+    return Router(backends, routes, infos, metrics=services.metrics, closers=[services.aclose])
 

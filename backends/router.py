@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 
 from backends.base import Backend
 from backends.errors import NotFoundError
+from backends.layers.metrics import Metrics
 from backends.types import ChatRequest, Event, Health, ModelInfo
 
 
@@ -15,7 +16,9 @@ class Router:
 
     `routes` maps a model name to the outermost layer for that model (cache,
     fallback, ...); `backends` are the bare backends by configured name, kept
-    for health checks and for closing.
+    for health checks and for closing. `metrics` are the layers' metrics for
+    GET /metrics; `closers` release what the layers share (a Redis client)
+    after the backends are closed.
     """
 
     def __init__(
@@ -23,10 +26,15 @@ class Router:
         backends: Mapping[str, Backend],
         routes: Mapping[str, Backend],
         infos: Mapping[str, ModelInfo],
+        *,
+        metrics: Metrics | None = None,
+        closers: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self.backends = dict(backends)
         self._routes = dict(routes)
         self._infos = dict(infos)
+        self.metrics = metrics
+        self._closers = list(closers)
 
     def models(self) -> list[ModelInfo]:
         return list(self._infos.values())
@@ -53,3 +61,5 @@ class Router:
     async def aclose(self) -> None:
         for backend in self.backends.values():
             await backend.aclose()
+        for close in self._closers:
+            await close()
