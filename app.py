@@ -28,6 +28,8 @@ from backends.errors import ConfigError
 from backends.pipeline import build_router
 from backends.registry import BackendContext
 from config import CONFIG_ENV, AppConfig, load_config, resolve_config_path
+from ui.root import mount_ui
+from ui.services import UIServices
 
 logger = logging.getLogger("parley.app")
 
@@ -72,6 +74,10 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None) -> Fa
     install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys))
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.
+    mount_ui(
+        app,
+        UIServices(router=router, settings=config.ui, config=config, max_prompt_chars=config.server.max_prompt_chars),
+    )
     return app
 
 

@@ -29,6 +29,7 @@ from backends.errors import ConfigError
 from backends.layers.settings import ResilienceSettings
 from backends.registry import settings_class
 from backends.settings import BackendSettings, StrictModel
+from ui.settings import UISettings
 from workbench.batch import BatchSettings
 from workbench.presets import PresetsSettings
 
@@ -73,6 +74,7 @@ class AppConfig(StrictModel):
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     presets: PresetsSettings = Field(default_factory=PresetsSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
+    ui: UISettings = Field(default_factory=UISettings)
 
     _source: str = PrivateAttr(default="built-in defaults")
 

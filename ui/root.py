@@ -1,0 +1,88 @@
+"""The page: one gr.Blocks with a tab per feature, mounted at "/" on the app.
+
+Tabs live in their own modules. A tab module that exists exposes
+`build_<tab>_tab(services: UIServices) -> object`; `build_blocks()` calls it
+inside the tab's `gr.Tab`. A module not (yet) in the tree is skipped, so
+the page works with whatever tabs are present.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+import gradio as gr
+from fastapi import FastAPI
+
+from ui.chat_tab import build_chat_tab
+from ui.i18n import I18N, label
+from ui.services import UIServices
+
+logger = logging.getLogger(__name__)
+
+CSS_PATH = Path(__file__).resolve().parents[1] / "assets" / "parley.css"
+
+# (tab label key, module, builder function), in page order after Chat.
+OPTIONAL_TABS: tuple[tuple[str, str, str], ...] = (
+    ("tab.voice", "ui.voice_tab", "build_voice_tab"),
+    ("tab.image", "ui.image_tab", "build_image_tab"),
+    ("tab.scenarios", "ui.scenarios_tab", "build_scenarios_tab"),
+    ("tab.compare", "ui.compare_tab", "build_compare_tab"),
+    ("tab.batch", "ui.batch_tab", "build_batch_tab"),
+)
+
+
+def _find_builder(module_name: str, function_name: str) -> object | None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        # Only a missing tab module is skipped; a broken import inside it is a bug.
+        if exc.name != module_name:
+            raise
+        return None
+    builder = getattr(module, function_name, None)
+    if builder is None:
+        logger.warning("%s has no %s(); its tab is left out", module_name, function_name)
+    return builder
+
+
+def build_blocks(services: UIServices) -> gr.Blocks:
+    """Build the page with the Chat tab and every optional tab whose module exists."""
+    with gr.Blocks(title="Parley", analytics_enabled=False, fill_height=False) as blocks:
+        with gr.Tabs(elem_id="parley-tabs"):
+            with gr.Tab(label("tab.chat"), id="chat", elem_id="parley-tab-chat"):
+                build_chat_tab(services)
+            for key, module_name, function_name in OPTIONAL_TABS:
+                builder = _find_builder(module_name, function_name)
+                if builder is None or not callable(builder):
+                    continue
+                tab_id = key.removeprefix("tab.")
+                with gr.Tab(label(key), id=tab_id, elem_id=f"parley-tab-{tab_id}"):
+                    builder(services)
+    return blocks
+
+
+def mount_ui(app: FastAPI, services: UIServices, *, path: str = "/") -> gr.Blocks:
+    """Build the page, set up its queue and mount it on `app` at `path`.
+
+    Run history and the monitoring dashboard are off (chats are private),
+    the footer has no share or runs link, and uploads are capped at
+    `[ui] max_file_size_mb`.
+    """
+    settings = services.settings
+    blocks = build_blocks(services)
+    blocks.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
+    gr.mount_gradio_app(
+        app,
+        blocks,
+        path=path,
+        i18n=I18N,
+        max_file_size=int(settings.max_file_size_mb * 1024 * 1024),
+        run_history=False,
+        enable_monitoring=False,
+        footer_links=["api", "settings"],
+        css_paths=[CSS_PATH] if CSS_PATH.exists() else None,
+        show_error=True,
+    )
+    return blocks
