@@ -26,7 +26,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from backends.base import Backend
-from backends.errors import AuthError, ConfigError, ImageNotSupportedError, NotFoundError, ParleyError, StreamIncompleteError, UpstreamTimeoutError
+from backends.errors import AuthError, ConfigError, ConnectionFailedError, ImageNotSupportedError, NotFoundError, ParleyError, StreamIncompleteError, UpstreamTimeoutError
 from backends.openai_errors import (
     MAX_ERROR_BODY_BYTES,
     Target,
@@ -444,11 +444,14 @@ class OpenAIBackend(Backend):
             finish_reason = choice.get("finish_reason")
             raw_usage = parsed.get("usage")
         except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, IndexError) as exc:
-            quoted = bytes(body).strip()[:120]
-            raise StreamIncompleteError(
-                f"the server sent a reply that is not a chat completion: {quoted!r}",
+            # A whole body that is not a chat completion usually means base_url
+            # points at something other than an OpenAI-compatible API.
+            quoted = bytes(body).strip()[:120].decode("utf-8", "replace")
+            raise ConnectionFailedError(
+                f"the server at {target.base_url} sent a reply that is not a chat completion: {quoted!r}",
                 backend=target.backend,
                 model=target.model,
+                fix="Check that base_url in the config points at an OpenAI-compatible API, including its version path such as /v1.",
             ) from exc
 
         reason = self._finish_reason(finish_reason, target)

@@ -86,6 +86,10 @@ class Behaviour:
     # Non-streaming replies: blank lines sent before the JSON body, one
     # per `chunk_delay`, as DeepSeek does while a reply is being generated.
     leading_blank_lines: int = 0
+    # A 200 body sent as is in place of a chat completion, such as the HTML
+    # page of a website that a wrong base_url points at.
+    raw_body: str | bytes | None = None
+    raw_content_type: str = "text/html; charset=utf-8"
     # Events written per socket write when streaming without delays; a
     # larger batch lets a benchmark measure the client rather than this server.
     batch: int = 1
@@ -214,6 +218,7 @@ class FakeOpenAIServer:
     `script()`, or `default` when the queue is empty. Every request is
     recorded in `requests`. `disconnects` counts responses the client
     abandoned by closing the connection before the server finished.
+    `connections` counts accepted TCP connections.
     """
 
     def __init__(
@@ -235,6 +240,8 @@ class FakeOpenAIServer:
         self.max_in_flight = 0
         self.disconnects = 0
         self.completed = 0
+        # TCP connections accepted; fewer than requests means clients reused them.
+        self.connections = 0
         self._queue: deque[Behaviour] = deque()
         self._port = port
         self._server: asyncio.AbstractServer | None = None
@@ -305,11 +312,16 @@ class FakeOpenAIServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
         connection = _Connection(reader, writer)
         try:
             while await self._serve_request(connection):
                 pass
         except (ConnectionError, asyncio.IncompleteReadError, _Disconnected):
+            pass
+        except asyncio.CancelledError:
+            # stop() cancels open connections. Python 3.11 logs a traceback for a
+            # handler task that ends cancelled, so this one ends normally.
             pass
         finally:
             self._tasks.discard(task)
@@ -416,6 +428,10 @@ class FakeOpenAIServer:
         if body is not None:
             await connection.write(self._json_response(200, body, behaviour.headers))
             return True
+        if behaviour.raw_body is not None:
+            headers = {"Content-Type": behaviour.raw_content_type, **behaviour.headers}
+            await connection.write(self._json_response(200, behaviour.raw_body, headers))
+            return True
 
         payload = request.json if isinstance(request.json, dict) else {}
         if payload.get("stream"):
@@ -429,8 +445,10 @@ class FakeOpenAIServer:
         else:
             data = body.encode() if isinstance(body, str) else body
             content_type = "text/html; charset=utf-8"
+        extra = dict(headers or {})
+        content_type = extra.pop("Content-Type", content_type)
         head = _status_line(status) + f"Content-Type: {content_type}\r\nContent-Length: {len(data)}\r\n".encode()
-        for name, value in (headers or {}).items():
+        for name, value in extra.items():
             head += f"{name}: {value}\r\n".encode()
         return head + b"\r\n" + data
 
