@@ -23,7 +23,6 @@ from backends.errors import ERROR_CODES, ConfigError, ImageNotSupportedError, No
 from backends.registry import BackendContext
 from backends.settings import BackendSettings, ModelSettings, StrictModel
 from backends.types import (
-    Capabilities,
     ChatRequest,
     Event,
     Finished,
@@ -165,20 +164,7 @@ class ScriptedBackend(Backend):
         return itertools.chain(replies, itertools.repeat(replies[-1]))
 
     def models(self) -> list[ModelInfo]:
-        return [
-            ModelInfo(
-                name=model.name,
-                backend=self.name,
-                upstream=model.upstream_id,
-                capabilities=Capabilities(
-                    vision=model.vision,
-                    reasoning=model.reasoning,
-                    max_context=model.max_context,
-                    ignored_params=frozenset(model.ignored_params),
-                ),
-            )
-            for model in self._models.values()
-        ]
+        return [model.info(self.name) for model in self._models.values()]
 
     def pick_reply(self, request: ChatRequest) -> ScriptedReply:
         """Pick the reply for a request: by `match`, then the rotation, then an echo."""
