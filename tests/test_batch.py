@@ -14,7 +14,7 @@ from backends.types import SamplingParams
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 from tests.workbench_support import openai_router, scripted_router
 from workbench.batch import BatchSettings, JobManager, base_spec, make_plan, parse_grid_values
-from workbench.errors import GridError, GridTooLargeError, JobNotFoundError
+from workbench.errors import GridError, GridTooLargeError, JobNotFoundError, NoModelError
 from workbench.export import batch_to_csv, batch_to_jsonl
 from workbench.inputs import PromptRow
 
@@ -225,7 +225,7 @@ def test_grid_over_limit_is_rejected() -> None:
 
 
 def test_grid_without_model_is_rejected() -> None:
-    with pytest.raises(GridError, match="no model"):
+    with pytest.raises(NoModelError, match="no model"):
         plan_for(ROWS, [], BatchSettings())
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from backends.types import Capabilities, SamplingParams
 from tests.workbench_support import scripted_router
-from workbench.errors import PresetFileError, PresetNameError, PresetNotFoundError
+from workbench.errors import PresetFileError, PresetNameError, PresetNotFoundError, PresetValueError
 from workbench.presets import (
     SHIPPED_PRESETS,
     PresetOverride,
@@ -77,7 +77,7 @@ def test_invalid_preset_file_names_key(tmp_path: Path, replace: str, by: str, ke
     with pytest.raises(PresetFileError) as caught:
         load_preset_file(path)
 
-    assert caught.value.params["key"] == key
+    assert caught.value.params["key_path"] == key
     assert key in str(caught.value)
     assert str(path) in str(caught.value)
 
@@ -107,14 +107,14 @@ def test_override_out_of_range_names_config_key() -> None:
     with pytest.raises(PresetFileError) as caught:
         apply_overrides(presets, {"code": PresetOverride(top_p=1.5)})
 
-    assert caught.value.params["key"] == "presets.overrides.code.top_p"
+    assert caught.value.params["key_path"] == "presets.overrides.code.top_p"
 
 
 def test_override_adding_preset_needs_label() -> None:
     with pytest.raises(PresetFileError) as caught:
         apply_overrides({}, {"new_one": PresetOverride(temperature=0.4)})
 
-    assert caught.value.params["key"] == "presets.overrides.new_one.label"
+    assert caught.value.params["key_path"] == "presets.overrides.new_one.label"
 
 
 def test_settings_overrides_reach_store(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_save_rejects_taken_or_bad_names(tmp_path: Path, name: str) -> None:
 def test_save_rejects_out_of_range_value(tmp_path: Path) -> None:
     store = PresetStore.from_settings(PresetsSettings(data_dir=tmp_path))
 
-    with pytest.raises(PresetNameError, match="temperature"):
+    with pytest.raises(PresetValueError, match="temperature"):
         store.save("hot", {"temperature": 9.0})
 
 
@@ -197,7 +197,7 @@ def test_corrupt_saved_presets_file_names_key(tmp_path: Path) -> None:
     with pytest.raises(PresetFileError) as caught:
         PresetStore.from_settings(settings)
 
-    assert caught.value.params["key"] == "presets.mine.top_p"
+    assert caught.value.params["key_path"] == "presets.mine.top_p"
 
 
 def test_split_ignored_drops_only_set_params() -> None:

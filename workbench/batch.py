@@ -26,7 +26,7 @@ from pydantic import Field
 from backends.router import Router
 from backends.settings import StrictModel
 from backends.types import SamplingParams
-from workbench.errors import GridError, GridTooLargeError, JobNotFoundError
+from workbench.errors import GridError, GridTooLargeError, JobNotFoundError, NoModelError
 from workbench.inputs import PromptRow
 from workbench.runner import Clock, RunSpec, run_once
 
@@ -152,7 +152,7 @@ def make_plan(
 ) -> BatchPlan:
     """Build a plan; raises GridTooLargeError when it has more runs than `settings.max_runs`."""
     if not models:
-        raise GridError("no model is selected", name="models", value="", fix="Select at least one model.")
+        raise NoModelError("no model is selected")
     points = tuple(GridPoint(m, t, p) for m, t, p in itertools.product(models, temperatures or (None,), top_ps or (None,)))
     total = len(rows) * len(points)
     if total > settings.max_runs:
@@ -238,7 +238,7 @@ class JobManager:
         """Return a job; another owner's job is reported as not found."""
         job = self._jobs.get(job_id.strip())
         if job is None or (job.owner is not None and job.owner != owner):
-            raise JobNotFoundError(f"batch job {job_id!r} does not exist", job_id=job_id)
+            raise JobNotFoundError(f"batch job {job_id!r} does not exist", job_id=job_id.strip() or "(empty)")
         return job
 
     def jobs(self, owner: str | None = None) -> list[Job]:

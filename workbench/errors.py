@@ -21,6 +21,11 @@ class PresetNameError(InvalidInputError):
     fix = "Use a name of 1 to 64 characters that no shipped preset uses."
 
 
+class PresetValueError(InvalidInputError):
+    code = "preset_value_invalid"
+    fix = "Move the named setting back into its range and save again."
+
+
 class PresetNotFoundError(NotFoundError):
     code = "preset_not_found"
     fix = "Pick one of the presets in the list."
@@ -54,6 +59,11 @@ class InputFormatError(InvalidInputError):
 class GridError(InvalidInputError):
     code = "batch_grid_invalid"
     fix = "Enter values separated by commas, such as 0.2, 0.7, 1.0, within the range shown."
+
+
+class NoModelError(InvalidInputError):
+    code = "batch_no_model"
+    fix = "Select at least one model."
 
 
 class GridTooLargeError(InvalidInputError):

@@ -152,7 +152,7 @@ def _parse_jsonl(text: str, filename: str) -> tuple[list[PromptRow], int]:
             raise NoPromptColumnError(
                 f"{filename} line {number} has no prompt key; its keys are {', '.join(map(repr, keys[:20]))}",
                 filename=filename,
-                columns=", ".join(keys[:20]),
+                columns=", ".join(keys[:20]) or "(none)",
                 line=number,
             )
         prompt = str(item[keys[prompt_key]] or "").strip()

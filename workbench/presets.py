@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from backends.settings import StrictModel
 from backends.types import Capabilities, SamplingParams
-from workbench.errors import PresetFileError, PresetNameError, PresetNotFoundError
+from workbench.errors import PresetFileError, PresetNameError, PresetNotFoundError, PresetValueError
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +131,9 @@ def load_preset_file(path: Path) -> dict[str, Preset]:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise PresetFileError(f"cannot read presets file {path}: {exc.strerror}", file=str(path), key="") from exc
+        raise PresetFileError(f"cannot read presets file {path}: {exc.strerror}", file=str(path), key_path="") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise PresetFileError(f"presets file {path} is not valid TOML: {exc}", file=str(path), key="") from exc
+        raise PresetFileError(f"presets file {path} is not valid TOML: {exc}", file=str(path), key_path="") from exc
 
     try:
         return dict(_PresetFile.model_validate(raw).presets)
@@ -141,7 +141,7 @@ def load_preset_file(path: Path) -> dict[str, Preset]:
         raise PresetFileError(
             f"presets file {path} is invalid: {describe_validation_error(exc)}",
             file=str(path),
-            key=_first_key(exc),
+            key_path=_first_key(exc),
         ) from exc
 
 
@@ -158,7 +158,7 @@ def apply_overrides(presets: Mapping[str, Preset], overrides: Mapping[str, Prese
             raise PresetFileError(
                 f"config override {prefix} is invalid: {describe_validation_error(exc, prefix)}",
                 file="config",
-                key=_first_key(exc, prefix),
+                key_path=_first_key(exc, prefix),
             ) from exc
     return merged
 
@@ -220,7 +220,7 @@ class PresetStore:
             raise PresetFileError(
                 f"saved presets file {self._user_file} cannot be read as JSON: {exc}",
                 file=str(self._user_file),
-                key="",
+                key_path="",
             ) from exc
 
         try:
@@ -229,7 +229,7 @@ class PresetStore:
             raise PresetFileError(
                 f"saved presets file {self._user_file} is invalid: {describe_validation_error(exc)}",
                 file=str(self._user_file),
-                key=_first_key(exc),
+                key_path=_first_key(exc),
             ) from exc
         logger.info("loaded %d saved presets from %s", len(presets), self._user_file)
         return presets
@@ -269,11 +269,7 @@ class PresetStore:
         try:
             preset = Preset.model_validate(document)
         except ValidationError as exc:
-            raise PresetNameError(
-                f"preset {name!r} has invalid values: {describe_validation_error(exc)}",
-                name=name,
-                fix="Move the named setting back into its range and save again.",
-            ) from exc
+            raise PresetValueError(f"preset {name!r} has invalid values: {describe_validation_error(exc)}", name=name) from exc
 
         with self._lock:
             updated = {**self._user, name: preset}
