@@ -34,11 +34,12 @@ from ui.services import UIServices
 logger = logging.getLogger("parley.app")
 
 
-def build_app(config: AppConfig, *, context: BackendContext | None = None) -> FastAPI:
+def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: bool = True) -> FastAPI:
     """Build the ASGI app: backends, router, API routes and UI; the lifespan closes them.
 
     Without `context`, backends read secrets from the process environment.
     A `context` without an executor gets the app's bounded thread pool.
+    `ui=False` leaves the Gradio UI out, for API tests and benchmarks.
     """
     # Services: one bounded pool for CPU-bound work, one router for every caller.
     executor = ThreadPoolExecutor(max_workers=config.server.worker_threads or os.cpu_count() or 1, thread_name_prefix="parley-worker")
@@ -74,6 +75,8 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None) -> Fa
     install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys))
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.
+    if not ui:
+        return app
     mount_ui(
         app,
         UIServices(router=router, settings=config.ui, config=config, max_prompt_chars=config.server.max_prompt_chars),
