@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import install_api
+from api import metrics as metrics_api
 from api.auth import ApiKeys
 from api.services import ApiServices
 from backends.errors import ConfigError
@@ -73,6 +74,7 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
 
     # API routes first: the UI is mounted at "/" and would shadow later routes.
     install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys))
+    app.include_router(metrics_api.router)
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.
     if not ui:
