@@ -37,7 +37,9 @@ class ModelSettings(StrictModel):
     max_context: int = Field(default=8192, gt=0)
     ignored_params: list[str] = Field(default_factory=list)
     fallback: list[str] = Field(default_factory=list, description="Models to try, in order, when this one fails.")
-    max_image_side: int = Field(default=2048, gt=0, description="Long side in pixels an image is downscaled to.")
+    # 1568 px is the longest side Anthropic's vision models take without resizing; OpenAI's
+    # high-detail mode scales the short side to 768 px, so a larger default only costs upload time.
+    max_image_side: int = Field(default=1568, gt=0, description="Long side in pixels an image is downscaled to.")
     max_image_bytes: int = Field(default=5 * 1024 * 1024, gt=0, description="Bytes per image after preparation.")
 
     @property

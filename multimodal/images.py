@@ -51,8 +51,16 @@ logger = logging.getLogger(__name__)
 # (2 × 89,478,485 in Pillow 10-12), so a configured limit above that could never apply.
 _PILLOW_HARD_PIXEL_LIMIT = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
 
+# A JPEG may decode up to 10% below the model's long side when that lets libjpeg
+# use the next coarser scale: a 6000x4000 photo then decodes at 1500x1000 for a
+# 1568 limit, in a quarter of the memory that 3000x2000 would take.
+_DRAFT_SLACK = 0.9
+
 # The smallest long side the byte-limit loop shrinks to before it gives up.
 _MIN_SIDE = 64
+
+# A 256x256 sample with more distinct colours than this is treated as a photo.
+_GRAPHICS_MAX_COLOURS = 2048
 
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 
@@ -73,7 +81,7 @@ class ImageSettings(StrictModel):
     )
     max_upload_mb: float = Field(default=40.0, gt=0, le=500, description="Size of an uploaded file in MB.")
     default_side: int = Field(
-        default=2048, gt=0, description="Long side in pixels for callers with no model chosen (the Image tab)."
+        default=1568, gt=0, description="Long side in pixels for callers with no model chosen (the Image tab)."
     )
     default_bytes: int = Field(
         default=5 * 1024 * 1024, gt=0, description="Bytes per prepared image for callers with no model chosen."
@@ -96,7 +104,7 @@ class ImageSettings(StrictModel):
 class ImageLimits:
     """Limits for one image: long side in pixels, encoded bytes, source pixels and source bytes."""
 
-    max_side: int = 2048
+    max_side: int = 1568
     max_bytes: int = 5 * 1024 * 1024
     max_pixels: int = 100_000_000
     max_upload_bytes: int = 40 * 1024 * 1024
@@ -364,14 +372,14 @@ def _orientation(image: Image.Image) -> int:
 
 
 def _draft(image: Image.Image, max_side: int) -> int:
-    """Ask libjpeg to decode at 1/2, 1/4 or 1/8 scale while staying at or above the target size.
+    """Ask libjpeg to decode at 1/2, 1/4 or 1/8 scale, landing at most `_DRAFT_SLACK` below `max_side`.
 
     Returns the scale denominator (1 when the file is decoded at full size).
     """
     if image.format not in ("JPEG", "MPO"):
         return 1
 
-    target = _fit(image.size, max_side)
+    target = _fit(image.size, int(max_side * _DRAFT_SLACK))
     if target == image.size:
         return 1
 
@@ -497,14 +505,14 @@ class _Encoded:
 
 
 def _encode(image: Image.Image, *, lossy: bool, limits: ImageLimits) -> _Encoded:
-    """Encode without metadata, as PNG when that keeps real transparency or a lossless source, else JPEG.
+    """Encode without metadata: PNG for real transparency or lossless graphics, else JPEG.
 
     Tries in order until one fits `limits.max_bytes`: PNG (for transparency or
-    lossless sources), JPEG at the configured quality and two lower ones, then
-    the same at 3/4 the size, down to a long side of 64 pixels.
+    a screenshot-like lossless source), JPEG at the configured quality and two
+    lower ones, then the same at 3/4 the size, down to a long side of 64 pixels.
     """
     has_alpha = image.mode in ("LA", "RGBA")
-    if has_alpha or not lossy:
+    if has_alpha or (not lossy and _looks_like_graphics(image)):
         png = _save(image, "PNG", None)
         if len(png.data) <= limits.max_bytes:
             return png
@@ -529,6 +537,16 @@ def _encode(image: Image.Image, *, lossy: bool, limits: ImageLimits) -> _Encoded
             )
         smaller = _fit(photo.size, max(_MIN_SIDE, max(photo.size) * 3 // 4))
         photo = photo.resize(smaller, Image.Resampling.LANCZOS)
+
+
+def _looks_like_graphics(image: Image.Image) -> bool:
+    """Tell a screenshot, chart or drawing (few distinct colours) from a photo stored losslessly.
+
+    PNG keeps text in the former sharp at a small size, while a photo as
+    PNG is several times larger than as JPEG and slow to compress.
+    """
+    sample = image.resize((min(image.width, 256), min(image.height, 256)), Image.Resampling.NEAREST)
+    return sample.getcolors(maxcolors=_GRAPHICS_MAX_COLOURS) is not None
 
 
 def _flatten_onto_white(image: Image.Image) -> Image.Image:

@@ -422,6 +422,27 @@ def test_large_jpeg_decodes_at_reduced_scale() -> None:
     assert decode(prepared.part.data).size == (2048, 1365)
 
 
+def test_default_limits_decode_photo_at_quarter() -> None:
+    data = encode(noisy_photo((6000, 4000)), "JPEG", quality=80)
+
+    prepared = prepare_image(data, ImageLimits())
+
+    # 1500 is within 10% of the 1568 default, so libjpeg decodes at 1/4 and nothing is resized.
+    assert prepared.report.decode_scale == 4
+    assert prepared.report.final_size == (1500, 1000)
+    assert prepared.report.downscaled
+
+
+def test_lossless_photo_is_sent_as_jpeg() -> None:
+    data = encode(noisy_photo((800, 600)), "PNG")
+
+    prepared = prepare_image(data, ImageLimits())
+
+    assert prepared.report.source_format == "PNG"
+    assert prepared.part.mime == "image/jpeg"
+    assert prepared.report.final_size == (800, 600)
+
+
 def test_byte_limit_shrinks_until_it_fits() -> None:
     data = encode(noisy_photo((1600, 1200)), "PNG")
 
