@@ -128,8 +128,13 @@ def stats_line(
     generation_seconds: float | None,
     usage: Usage | None,
     language: str,
+    deltas: int = 0,
 ) -> str:
-    """One line of figures under a reply: model, backend, first token, tokens/s, tokens, cached."""
+    """One line of figures under a reply: model, backend, first token, tokens/s, tokens, cached.
+
+    `deltas` is the number of streamed chunks, used for an estimated speed
+    when the backend reported no completion tokens.
+    """
     parts: list[str] = []
     if finished is not None and finished.backend:
         parts.append(f"{finished.model or model} · {finished.backend}")
@@ -143,6 +148,11 @@ def stats_line(
 
     completion = usage.completion_tokens if usage is not None else None
     speed = format_speed(completion, generation_seconds)
+    if speed is None and completion is None and deltas:
+        # Without reported usage (a stopped reply, a server that sends none)
+        # the streamed chunks stand in for tokens: an estimate, marked "≈".
+        estimate = format_speed(deltas, generation_seconds)
+        speed = f"≈{estimate}" if estimate is not None else None
     if speed is not None:
         parts.append(translate("reply.speed", language, rate=speed))
     if usage is not None and usage.prompt_tokens is not None and usage.completion_tokens is not None:

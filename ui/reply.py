@@ -189,6 +189,7 @@ class Reply:
             generation_seconds=self.generation_seconds,
             usage=self.usage,
             language=language,
+            deltas=self.deltas,
         )
 
         if self.state == "waiting":

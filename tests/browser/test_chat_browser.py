@@ -1,0 +1,109 @@
+"""The Chat tab in headless Chromium (Debian's /usr/bin/chromium) with a Chinese browser locale."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.ui_support import scripted_config, serve_parley
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+HOSTILE_PROMPT = '<b>粗体</b><img src=x onerror="window.__parleyXss=1"><script>window.__parleyXss=2</script>'
+HOSTILE_REPLY = 'Reply with <img src=y onerror="window.__parleyXss=3"> and <script>window.__parleyXss=4</script> as text.'
+SLOW_REPLY = " ".join(f"词{i}" for i in range(400))
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    raw = scripted_config(
+        replies=[
+            {"match": "慢", "text": SLOW_REPLY},
+            {"text": HOSTILE_REPLY},
+        ],
+        chunk_delay=0.03,
+    )
+    with serve_parley(raw) as url:
+        yield url
+
+
+@pytest.fixture
+def page(app_url: str) -> Iterator[object]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed; run `make system-packages`")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(locale="zh-CN")
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.dialogs = dialogs  # type: ignore[attr-defined]
+        page.goto(app_url + "/", wait_until="networkidle")
+        yield page
+        context.close()
+        browser.close()
+
+
+def send(page: object, text: str) -> None:
+    box = page.locator("#parley-input textarea")  # type: ignore[attr-defined]
+    box.fill(text)
+    box.press("Enter")
+
+
+def test_chat_streams_reply_in_chinese_and_renders_html_as_text(page: object) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    chatbot = page.locator("#parley-chatbot")  # type: ignore[attr-defined]
+
+    # Labels follow the browser language.
+    expect(page.locator("#parley-stop")).to_have_text("停止")  # type: ignore[attr-defined]
+
+    send(page, HOSTILE_PROMPT)
+
+    expect(chatbot).to_contain_text("as text.", timeout=20_000)
+    expect(chatbot).to_contain_text("首字", timeout=20_000)
+    expect(chatbot).to_contain_text("scripted-echo · scripted")
+
+    # HTML shows as the characters typed, and nothing in it ran.
+    user_text = page.locator("[data-testid=user]").last.inner_text()  # type: ignore[attr-defined]
+    assert "<b>粗体</b>" in user_text
+    assert '<img src=x onerror="window.__parleyXss=1">' in user_text
+    bot_text = chatbot.inner_text()
+    assert '<img src=y onerror="window.__parleyXss=3">' in bot_text
+    assert "<script>window.__parleyXss=4</script>" in bot_text
+    assert chatbot.locator("img[src=x], img[src=y], script, b").count() == 0
+    assert page.evaluate("window.__parleyXss === undefined")  # type: ignore[attr-defined]
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_stop_keeps_partial_reply_marked_stopped(page: object) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    chatbot = page.locator("#parley-chatbot")  # type: ignore[attr-defined]
+
+    send(page, "请慢慢说")
+    expect(chatbot).to_contain_text("词5 ", timeout=20_000)
+    page.locator("#parley-stop").click()  # type: ignore[attr-defined]
+
+    expect(chatbot).to_contain_text("已停止", timeout=10_000)
+    text_at_stop = chatbot.inner_text()
+    page.wait_for_timeout(500)  # type: ignore[attr-defined]
+
+    # The partial reply stays, stops growing, and the user's message is kept.
+    assert len(re.findall(r"词\d+", chatbot.inner_text())) == len(re.findall(r"词\d+", text_at_stop))
+    assert "词5 " in text_at_stop
+    assert "词399" not in text_at_stop
+    assert "请慢慢说" in page.locator("[data-testid=user]").last.inner_text()  # type: ignore[attr-defined]
