@@ -21,6 +21,7 @@ from typing import Any
 import gradio as gr
 
 from backends.errors import ParleyError
+from ui.workbench_i18n import WORKBENCH_STRINGS
 
 ENGLISH = "en"
 CHINESE = "zh-CN"
@@ -204,6 +205,9 @@ STRINGS: dict[str, dict[str, str]] = {
         "zh-CN": "出错了（{code}）：{detail}。{fix}",
     },
 }
+
+# The Scenarios, Compare and Batch tabs keep their strings in their own table.
+STRINGS.update(WORKBENCH_STRINGS)
 
 
 def normalize_language(locale: str | None) -> str:

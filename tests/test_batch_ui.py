@@ -1,0 +1,145 @@
+"""The Batch, Compare and Scenarios tabs end to end: the whole app on 127.0.0.1, driven through gradio_client."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gradio_client import Client, handle_file
+
+from tests.ui_support import scripted_config, serve_parley
+
+
+@pytest.fixture
+def workbench_app(tmp_path: Path) -> Iterator[str]:
+    raw = scripted_config(
+        replies=[{"match": "fail", "error": "overloaded", "error_message": "scripted outage"}, {"text": "done ok"}],
+        chunk_delay=0.01,
+    )
+    raw["backends"][0]["models"].append({"name": "second"})
+    raw["presets"] = {"data_dir": str(tmp_path / "data")}
+    raw["batch"] = {"concurrency": 2, "max_runs": 500}
+    # Failed rows should stay failed here, not be retried for seconds or answered by the canned reply.
+    raw["resilience"] = {"retry": {"max_retries": 0}, "fallback": {"canned_reply": False}}
+    with serve_parley(raw) as url:
+        yield url
+
+
+def prompts_file(tmp_path: Path, count: int) -> str:
+    lines = ["编号,提示词,答案"] + [f"{i},{'fail now' if i % 5 == 0 else f'问题 {i}'},done ok" for i in range(1, count + 1)]
+    path = tmp_path / "prompts.csv"
+    path.write_bytes(("\n".join(lines) + "\n").encode("gbk"))
+    return str(path)
+
+
+def wait_for_state(client: Client, job_id: str, states: tuple[str, ...], timeout: float = 30.0) -> tuple[Any, ...]:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = client.predict(job_id, api_name="/batch_status")
+        if any(f'data-state="{state}"' in result[1] for state in states):
+            return tuple(result)
+        assert time.monotonic() < deadline, f"job {job_id} did not reach {states}: {result[1]}"
+        time.sleep(0.1)
+
+
+def test_batch_job_survives_client_disconnect(workbench_app: str, tmp_path: Path) -> None:
+    starter = Client(workbench_app + "/", verbose=False)
+    job_id, status, _, _ = starter.predict(
+        handle_file(prompts_file(tmp_path, 40)), ["scripted-echo", "second"], "custom", "0.2, 0.8", "", False,
+        api_name="/start_batch",
+    )
+    starter.close()
+
+    assert len(job_id) == 12
+    assert status == f"Job {job_id} started: 160 runs."
+    viewer = Client(workbench_app + "/", verbose=False)
+    note, progress, table, _ = wait_for_state(viewer, job_id, ("done",))
+    assert 'data-done="160"' in progress
+    assert "32 failed" in progress
+    rows = table["data"]
+    assert len(rows) == 160
+    assert {row[5] for row in rows} == {"ok", "error"}
+
+    files = viewer.predict(job_id, api_name="/download_batch")
+    paths = {Path(item).suffix: Path(item) for item in files}
+    assert sorted(paths) == [".csv", ".jsonl"]
+    parsed = list(csv.DictReader(io.StringIO(paths[".csv"].read_text(encoding="utf-8-sig"))))
+    assert len(parsed) == 160
+    assert parsed[0]["prompt"] == "问题 1"
+    assert parsed[0]["matches_expected"] == "True"
+    records = [json.loads(line) for line in paths[".jsonl"].read_text(encoding="utf-8").splitlines()]
+    assert sum(1 for record in records if record["error_code"] == "overloaded") == 32
+
+
+def test_batch_cancel_through_client(workbench_app: str, tmp_path: Path) -> None:
+    client = Client(workbench_app + "/", verbose=False)
+    job_id, *_ = client.predict(
+        handle_file(prompts_file(tmp_path, 400)), ["scripted-echo"], "customer_service", "", "", False,
+        api_name="/start_batch",
+    )
+
+    client.predict(job_id, api_name="/cancel_batch")
+    _, progress, table, _ = wait_for_state(client, job_id, ("cancelled",))
+
+    assert "cancelled" in progress
+    assert len(table["data"]) < 400 or any(row[5] == "cancelled" for row in table["data"])
+
+
+def test_batch_rejects_bad_upload_in_chinese(workbench_app: str, tmp_path: Path) -> None:
+    client = Client(workbench_app + "/", verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    path = tmp_path / "bad.csv"
+    path.write_text("text,label\nhello,1\n", encoding="utf-8")
+
+    job_id, status, _, _ = client.predict(
+        handle_file(str(path)), ["scripted-echo"], "custom", "", "", False, api_name="/start_batch"
+    )
+
+    # No job starts, so the job id field is left as it was.
+    assert job_id == {"__type__": "update"}
+    assert status.startswith("⚠️ bad.csv 中没有提示词列（现有列：'text', 'label'）")
+
+
+def test_unknown_job_id_is_reported(workbench_app: str) -> None:
+    client = Client(workbench_app + "/", verbose=False)
+
+    note, progress, _, _ = client.predict("0123456789ab", api_name="/batch_status")
+
+    assert note.startswith("⚠️ There is no job 0123456789ab.")
+    assert progress == ""
+
+
+def test_compare_through_client_exports_files(workbench_app: str) -> None:
+    client = Client(workbench_app + "/", verbose=False)
+    panes = ["scripted-echo", "code", 0.1, 0.9, 64, "second", "custom", 0.9, 1.0, 64] + ["scripted-echo", "custom", 0.7, 1.0, 64] * 2
+
+    job = client.submit("hello there", 2, 2, 7, False, *panes, api_name="/compare")
+    outputs = list(job)
+
+    final = outputs[-1]
+    assert final[0] == "done ok"
+    assert final[1] == "done ok"
+    assert "min / median / max over 2 runs" in final[4]
+    exported = sorted(Path(item).suffix for item in final[-1])
+    assert exported == [".csv", ".json", ".md"]
+    document = json.loads(next(Path(item) for item in final[-1] if item.endswith(".json")).read_text(encoding="utf-8"))
+    assert document["panes"][0]["params"]["seed"] == 7
+    assert document["panes"][0]["params"]["temperature"] == 0.1
+    assert document["panes"][0]["system_prompt"].startswith("You are a senior software engineer")
+    assert len(document["panes"][1]["runs"]) == 2
+
+
+def test_saved_preset_through_client_persists(workbench_app: str, tmp_path: Path) -> None:
+    client = Client(workbench_app + "/", verbose=False)
+
+    _, status = client.predict("短回复", 0.35, 0.8, 256, 0.0, 0.5, 3, "Reply briefly.", api_name="/save_preset")
+
+    assert status == "Saved preset “短回复”."
+    saved = json.loads((tmp_path / "data" / "user_presets.json").read_text(encoding="utf-8"))
+    assert saved["presets"]["短回复"]["temperature"] == 0.35
+    assert saved["presets"]["短回复"]["seed"] == 3
