@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api import health, openai_routes
+from api import health, openai_routes, ws_routes
 from api.errors import install_error_handlers
 from api.services import ApiServices
 
@@ -14,4 +14,5 @@ def install_api(app: FastAPI, services: ApiServices) -> None:
     app.state.parley_api = services
     install_error_handlers(app)
     app.include_router(openai_routes.router)
+    app.include_router(ws_routes.router)
     app.include_router(health.router)

@@ -29,11 +29,11 @@ SCRIPTED_BACKEND: dict[str, Any] = {
     ],
 }
 
-# A long reply at a slow pace, for disconnects in the middle of a stream.
+# The first chunk at once, then one every 30 s, for disconnects in the middle of a stream.
 SLOW_BACKEND: dict[str, Any] = {
     "name": "slow",
     "kind": "scripted",
-    "chunk_delay": 0.2,
+    "chunk_delay": 30,
     "models": [{"name": "slow"}],
     "replies": [{"text": "tick " * 200}],
 }

@@ -1,0 +1,213 @@
+"""`/ws/chat`: the WebSocket chat protocol of docs/websocket.md, served over the router.
+
+One connection carries several requests at once, each streamed by its own
+task and addressed by the id the client chose. A `cancel` stops one request;
+closing the connection stops all of them, and with them their upstream
+requests. An invalid frame gets an `error` message and the connection stays
+open; only failed authentication closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator
+from typing import cast
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from api.auth import bearer_token
+from api.errors import internal_error
+from api.limits import check_chat_request
+from api.services import ApiServices, api_services
+from backends import ws_protocol
+from backends.errors import AuthError, BadRequestError, InputTooLargeError, ParleyError
+from backends.types import Event, ReasoningDelta, TextDelta
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter()
+
+# Close code for failed authentication (RFC 6455: policy violation).
+POLICY_VIOLATION = 1008
+
+
+@router.websocket("/ws/chat")
+async def ws_chat(websocket: WebSocket) -> None:
+    services = api_services(websocket)
+    await websocket.accept()
+    await ChatSession(websocket, services).run()
+
+
+class _Closed(Exception):
+    """The client closed the connection."""
+
+
+class ChatSession:
+    """One `/ws/chat` connection: its authentication and its requests in flight, by id."""
+
+    def __init__(self, websocket: WebSocket, services: ApiServices) -> None:
+        self._websocket = websocket
+        self._services = services
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._cancelled: set[str] = set()
+        self._send_lock = asyncio.Lock()
+        # A key in the handshake's Authorization header counts as the auth message.
+        header_key = bearer_token(websocket.headers.get("authorization"))
+        self._authenticated = not services.api_keys.enabled or services.api_keys.accepts(header_key)
+
+    async def run(self) -> None:
+        """Serve frames until the client disconnects, then cancel what is still in flight."""
+        try:
+            while True:
+                raw = await self._receive()
+                if not self._authenticated:
+                    if not await self._authenticate(raw):
+                        return
+                    continue
+                await self._handle(raw)
+        except _Closed:
+            pass
+        finally:
+            await self._cancel_all()
+
+    async def _receive(self) -> str | bytes:
+        message = await self._websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            raise _Closed()
+        text = message.get("text")
+        if text is not None:
+            return cast(str, text)
+        return cast(bytes, message.get("bytes") or b"")
+
+    async def _authenticate(self, raw: str | bytes) -> bool:
+        """Check the first frame is an `auth` message with an accepted key; close the connection if not."""
+        try:
+            message = ws_protocol.parse_client_message(raw)
+        except BadRequestError:
+            message = None
+
+        token = message.token if isinstance(message, ws_protocol.AuthMessage) else None
+        if token is not None and self._services.api_keys.accepts(token):
+            self._authenticated = True
+            return True
+
+        problem = "is not valid" if token else "is missing: the first message must be an auth message"
+        error = AuthError(f"the API key {problem}", fix='Send {"type": "auth", "token": "<key>"} as the first message.')
+        logger.info("WebSocket client rejected: %s", error.detail)
+        await self._send(ws_protocol.encode(ws_protocol.error_to_message(error, None)))
+        await self._websocket.close(code=POLICY_VIOLATION, reason="authentication failed")
+        return False
+
+    async def _handle(self, raw: str | bytes) -> None:
+        limit = self._services.server.max_body_bytes
+        if len(raw) > limit:
+            error = InputTooLargeError(
+                f"the message is {len(raw)} bytes, over the limit of {limit} (server.max_body_bytes)",
+                fix="Send smaller images, or raise server.max_body_bytes in the config.",
+            )
+            await self._send_error(error, None)
+            return
+
+        try:
+            message = ws_protocol.parse_client_message(raw)
+        except BadRequestError as exc:
+            request_id = exc.params.get("request_id")
+            await self._send_error(exc, request_id if isinstance(request_id, str) else None)
+            return
+
+        if isinstance(message, ws_protocol.CancelMessage):
+            self._cancel(message.id)
+        elif isinstance(message, ws_protocol.RequestMessage):
+            await self._start(message)
+        # A repeated auth message is ignored, as a server without keys ignores every one.
+
+    async def _start(self, message: ws_protocol.RequestMessage) -> None:
+        if message.id in self._tasks:
+            error = BadRequestError(f"request id {message.id!r} is already in flight", fix="Give every request its own id.")
+            await self._send_error(error, message.id)
+            return
+
+        try:
+            chat = ws_protocol.message_to_request(message)
+            check_chat_request(chat, self._services.router, self._services.server.max_prompt_chars)
+        except ParleyError as exc:
+            await self._send_error(exc, message.id)
+            return
+
+        events = cast(AsyncGenerator[Event, None], self._services.router.stream(chat))
+        self._tasks[message.id] = asyncio.create_task(self._stream(message.id, events), name=f"ws-chat-{message.id}")
+
+    async def _stream(self, request_id: str, events: AsyncGenerator[Event, None]) -> None:
+        try:
+            await self._relay(request_id, events)
+        except _Closed:
+            # The receive loop also gets the close and cancels the other requests.
+            pass
+        finally:
+            self._tasks.pop(request_id, None)
+            self._cancelled.discard(request_id)
+
+    async def _relay(self, request_id: str, events: AsyncGenerator[Event, None]) -> None:
+        """Send the events of one request; a cancel or an error ends it with its own message."""
+        try:
+            await self._send_events(request_id, events)
+        except asyncio.CancelledError:
+            if request_id not in self._cancelled:
+                raise
+            await self._send(ws_protocol.encode(ws_protocol.cancelled_message(request_id)))
+        except ParleyError as exc:
+            logger.warning("WebSocket request %s failed: %s", request_id, exc)
+            await self._send_error(exc, request_id)
+        except _Closed:
+            raise
+        except Exception as exc:
+            logger.exception("WebSocket request %s failed with an unexpected error", request_id)
+            await self._send_error(internal_error(exc), request_id)
+
+    async def _send_events(self, request_id: str, events: AsyncGenerator[Event, None]) -> None:
+        try:
+            async for event in events:
+                await self._send(_encode_event(event, request_id))
+        finally:
+            # Close the upstream request before the request's last message goes out.
+            await events.aclose()
+
+    def _cancel(self, request_id: str) -> None:
+        # A cancel for an id not in flight races with the end of that request and is ignored.
+        task = self._tasks.get(request_id)
+        if task is not None and request_id not in self._cancelled:
+            self._cancelled.add(request_id)
+            task.cancel()
+
+    async def _cancel_all(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            logger.info("WebSocket client left with %d requests in flight; cancelled them", len(tasks))
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _send_error(self, error: ParleyError, request_id: str | None) -> None:
+        await self._send(ws_protocol.encode(ws_protocol.error_to_message(error, request_id)))
+
+    async def _send(self, text: str) -> None:
+        async with self._send_lock:
+            if self._websocket.application_state != WebSocketState.CONNECTED:
+                raise _Closed()
+            try:
+                await self._websocket.send_text(text)
+            except (WebSocketDisconnect, RuntimeError, OSError) as exc:
+                raise _Closed() from exc
+
+
+def _encode_event(event: Event, request_id: str) -> str:
+    # Deltas are most of the traffic, so they skip the pydantic models; the
+    # output matches ws_protocol.encode byte for byte.
+    if isinstance(event, TextDelta):
+        return json.dumps({"type": "delta", "id": request_id, "text": event.text}, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(event, ReasoningDelta):
+        return json.dumps({"type": "reasoning", "id": request_id, "text": event.text}, ensure_ascii=False, separators=(",", ":"))
+    return ws_protocol.encode(ws_protocol.event_to_message(event, request_id))
