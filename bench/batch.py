@@ -1,0 +1,193 @@
+"""Batch throughput and chat responsiveness while a batch runs.
+
+    .venv/bin/python bench/batch.py [--prompts 1000] [--settings 3] [--concurrency 16] [--latency 0.05]
+
+A fake OpenAI-compatible server (tests/fakes/openai_server.py) runs in its
+own process and answers every request after `--latency` seconds with a
+reply of 8 chunks. The batch (prompts x settings runs) goes through a
+JobManager and the Router that backends.pipeline.build_router builds as the
+app does (cache bypassed, retry, fallback, circuit breaker, balancer).
+
+Figures:
+    wall time      submit to the job's end, against the ideal
+                   (runs x latency / concurrency)
+    peak RSS       the process's VmHWM after the job, and its growth over
+                   the RSS before the job
+    chat start     time to the first token of a chat request sent every
+                   0.25 s through the same Router while the batch runs,
+                   beside the same requests with no batch running (the anchor);
+                   "local" is a scripted model in this process (pure
+                   scheduling delay), "remote" is the fake server (latency included)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from backends.pipeline import build_router  # noqa: E402
+from backends.registry import BackendContext  # noqa: E402
+from backends.router import Router  # noqa: E402
+from backends.types import SamplingParams  # noqa: E402
+from config import parse_config  # noqa: E402
+from workbench.batch import BatchSettings, JobManager, base_spec, make_plan  # noqa: E402
+from workbench.inputs import PromptRow  # noqa: E402
+from workbench.runner import RunSpec, run_once  # noqa: E402
+
+SERVER_CODE = """
+import asyncio, sys
+from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
+
+async def serve():
+    behaviour = Behaviour(chunks=tuple(f"tok{i} " for i in range(8)), hang_before_first_byte=float(sys.argv[2]))
+    server = await FakeOpenAIServer(default=behaviour, port=int(sys.argv[1])).start()
+    await asyncio.Event().wait()
+
+asyncio.run(serve())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def fake_server(latency: float) -> Iterator[str]:
+    """Run the fake server in its own process; yields its base URL."""
+    port = free_port()
+    child = subprocess.Popen(
+        [sys.executable, "-c", SERVER_CODE, str(port), str(latency)], cwd=ROOT, stdout=subprocess.DEVNULL
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(f"{base_url}/models", timeout=1.0)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the fake server on port {port} did not start") from None
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+
+
+def rss_kb(field: str) -> int:
+    """Read VmRSS or VmHWM of this process from /proc, in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def build(base_url: str) -> Router:
+    raw = {
+        "backends": [
+            {"name": "remote", "kind": "openai", "base_url": base_url, "models": [{"name": "remote"}]},
+            {"name": "local", "kind": "scripted", "models": [{"name": "local"}], "replies": [{"text": "hi there"}]},
+        ]
+    }
+    return build_router(parse_config(raw, source="bench/batch.py", env={}), BackendContext())
+
+
+async def chat_starts(router: Router, model: str, stop: asyncio.Event, every: float, limit: int) -> list[float]:
+    """Send a chat request every `every` seconds until `stop` is set (or `limit` requests); return TTFTs."""
+    starts: list[float] = []
+    for index in range(limit):
+        if stop.is_set():
+            break
+        result = await run_once(router, RunSpec(model), f"chat {model} {index}", bypass_cache=True)
+        if result.ttft_s is not None:
+            starts.append(result.ttft_s)
+        await asyncio.sleep(every)
+    return starts
+
+
+def describe(values: list[float]) -> str:
+    if not values:
+        return "no samples"
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+    return f"median {statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms (n={len(ordered)})"
+
+
+async def measure(base_url: str, args: argparse.Namespace) -> None:
+    router = build(base_url)
+    settings = BatchSettings(concurrency=args.concurrency, max_concurrency=args.concurrency, max_runs=10**6)
+    temperatures = tuple(round(0.2 + 0.3 * index, 2) for index in range(args.settings))
+    rows = tuple(PromptRow(str(index), f"prompt number {index}") for index in range(args.prompts))
+    plan = make_plan(rows, ["remote"], temperatures, (None,), base_spec(SamplingParams(max_tokens=64)), settings)
+
+    # Anchor: chat starts with no batch running.
+    idle = asyncio.Event()
+    idle_tasks = [asyncio.create_task(chat_starts(router, model, idle, args.chat_every, 12)) for model in ("local", "remote")]
+    anchor_local, anchor_remote = await asyncio.gather(*idle_tasks)
+
+    manager = JobManager(router, settings)
+    rss_before = rss_kb("VmRSS")
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    job = manager.submit(plan)
+    done = asyncio.Event()
+    chat_tasks = [asyncio.create_task(chat_starts(router, model, done, args.chat_every, 10**6)) for model in ("local", "remote")]
+    await manager.wait(job.id)
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    done.set()
+    busy_local, busy_remote = await asyncio.gather(*chat_tasks)
+    peak = rss_kb("VmHWM")
+    await router.aclose()
+
+    ideal = plan.total * args.latency / args.concurrency
+    latencies = [row.latency_s for row in job.rows() if row.latency_s is not None]
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"Python {platform.python_version()}")
+    print(f"runs: {plan.total} ({args.prompts} prompts x {args.settings} settings), concurrency {args.concurrency}, "
+          f"server latency {args.latency * 1000:.0f} ms")
+    print(f"job: {job.state}, {job.done} done, {job.failed} failed")
+    print(f"wall time: {wall:.2f} s, ideal {ideal:.2f} s, {(wall / ideal - 1) * 100:+.1f}% over the ideal")
+    print(f"per-run latency: {describe(latencies)}")
+    print(f"client CPU time during the job: {cpu:.2f} s ({cpu / plan.total * 1000:.2f} ms per run)")
+    print(f"peak RSS: {peak / 1024:.1f} MiB (RSS before the job {rss_before / 1024:.1f} MiB, "
+          f"growth {(peak - rss_before) / 1024:.1f} MiB)")
+    print(f"chat start, local model, idle:      {describe(anchor_local)}")
+    print(f"chat start, local model, batch on:  {describe(busy_local)}")
+    print(f"chat start, remote model, idle:     {describe(anchor_remote)}")
+    print(f"chat start, remote model, batch on: {describe(busy_remote)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=1000, help="Prompts in the batch.")
+    parser.add_argument("--settings", type=int, default=3, help="Temperature values in the grid.")
+    parser.add_argument("--concurrency", type=int, default=16, help="Runs in flight at once.")
+    parser.add_argument("--latency", type=float, default=0.05, help="Seconds the server waits before answering.")
+    parser.add_argument("--chat-every", type=float, default=0.25, help="Seconds between chat requests during the batch.")
+    args = parser.parse_args()
+
+    with fake_server(args.latency) as base_url:
+        asyncio.run(measure(base_url, args))
+
+
+if __name__ == "__main__":
+    main()
