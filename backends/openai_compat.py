@@ -5,10 +5,10 @@ A reply is streamed as server-sent events (see `backends.sse`) or, for a
 model configured with `streaming = false`, read as one JSON body. Failures
 are mapped to Parley's errors once, here, through `backends.openai_errors`.
 
-Timeouts are kept by this module rather than by httpx, because httpx counts
-any byte as progress: a server that sends only keep-alive comments would
-never time out. Only a content delta moves the first-token and chunk-gap
-deadlines on.
+Timeouts are kept by `backends.deadlines` rather than by httpx, because
+httpx counts any byte as progress and a server that sends only keep-alive
+comments would never time out. Only a content delta moves the first-token
+and chunk-gap deadlines on.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from backends.base import Backend
+from backends.deadlines import Deadlines
 from backends.errors import AuthError, ConfigError, ConnectionFailedError, ImageNotSupportedError, NotFoundError, ParleyError, StreamIncompleteError, UpstreamTimeoutError
 from backends.openai_errors import (
     MAX_ERROR_BODY_BYTES,
@@ -36,7 +37,7 @@ from backends.openai_errors import (
     failure_from_object,
 )
 from backends.registry import BackendContext
-from backends.settings import BackendSettings, ModelSettings, Timeouts
+from backends.settings import BackendSettings, ModelSettings
 from backends.sse import SSEDecoder, SSEError
 from backends.types import (
     Capabilities,
@@ -130,42 +131,6 @@ class Settings(BackendSettings):
             if name.lower() in _SECRET_HEADERS:
                 raise ValueError(f"header {name!r} carries a credential; put the key in an environment variable and name it in api_key_env")
         return value
-
-
-class _Deadlines:
-    """The first-token, chunk-gap and total deadlines of one request, on the event loop's clock."""
-
-    __slots__ = ("timeouts", "start", "last_progress", "started", "whole_body", "drain_until")
-
-    def __init__(self, start: float, timeouts: Timeouts) -> None:
-        self.timeouts = timeouts
-        self.start = start
-        self.last_progress = start
-        self.started = False
-        # A reply sent as one JSON body is bounded by the total timeout only.
-        self.whole_body = False
-        # Set once the reply is complete: reading the rest of the body stops quietly then.
-        self.drain_until: float | None = None
-
-    def next(self) -> float:
-        """Return the time by which the next content delta is due."""
-        if self.drain_until is not None:
-            return self.drain_until
-        if self.whole_body:
-            return self.start + self.timeouts.total
-        if self.started:
-            due = self.last_progress + self.timeouts.chunk_gap
-        else:
-            due = self.start + self.timeouts.first_token
-        return min(due, self.start + self.timeouts.total)
-
-    def expired(self, target: Target, now: float) -> UpstreamTimeoutError:
-        common: dict[str, Any] = {"backend": target.backend, "model": target.model}
-        if now >= self.start + self.timeouts.total:
-            return UpstreamTimeoutError(f"the reply took longer than the total timeout of {self.timeouts.total:g} s", **common)
-        if not self.started:
-            return UpstreamTimeoutError(f"no first token within {self.timeouts.first_token:g} s (keep-alive comments do not count)", **common)
-        return UpstreamTimeoutError(f"no new chunk for {self.timeouts.chunk_gap:g} s", **common)
 
 
 class OpenAIBackend(Backend):
@@ -277,11 +242,10 @@ class OpenAIBackend(Backend):
         body = self._request_body(request, model)
         target = self._target(model)
 
-        loop = asyncio.get_running_loop()
-        deadlines = _Deadlines(loop.time(), self._settings.timeouts)
+        deadlines = Deadlines(self._settings.timeouts, backend=self.name, model=model.name)
         response: httpx.Response | None = None
         try:
-            response = await self._send(body, model, target, deadlines)
+            response = await self._send(body, model, deadlines)
             if not 200 <= response.status_code < 300:
                 raise await self._status_error(response, target, deadlines, has_images)
 
@@ -299,7 +263,7 @@ class OpenAIBackend(Backend):
             if response is not None:
                 await response.aclose()
 
-    async def _send(self, body: bytes, model: OpenAIModelSettings, target: Target, deadlines: _Deadlines) -> httpx.Response:
+    async def _send(self, body: bytes, model: OpenAIModelSettings, deadlines: Deadlines) -> httpx.Response:
         accept = "text/event-stream" if model.streaming else "application/json"
         headers = {"content-type": "application/json", "accept": accept}
         http_request = self._client.build_request("POST", self._chat_url, content=body, headers=headers)
@@ -308,28 +272,16 @@ class OpenAIBackend(Backend):
             async with asyncio.timeout_at(deadlines.next()):
                 return await self._client.send(http_request, stream=True)
         except TimeoutError as exc:
-            raise deadlines.expired(target, asyncio.get_running_loop().time()) from exc
+            raise deadlines.expired() from exc
 
-    async def _read_chunks(self, response: httpx.Response, target: Target, deadlines: _Deadlines) -> AsyncGenerator[bytes, None]:
-        """Yield the body as it arrives; raises UpstreamTimeoutError when a deadline passes."""
-        loop = asyncio.get_running_loop()
-        chunks = response.aiter_bytes()
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadlines.next()):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError as exc:
-                    if deadlines.drain_until is not None:
-                        return
-                    raise deadlines.expired(target, loop.time()) from exc
-                yield chunk
-        finally:
-            await chunks.aclose()  # type: ignore[attr-defined]
+    @staticmethod
+    def _body_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+        """Return the body's chunks; skips httpx's decoder layer when the body is not compressed."""
+        if response.headers.get("content-encoding", "identity").lower() == "identity":
+            return response.aiter_raw()
+        return response.aiter_bytes()
 
-    async def _read_events(self, response: httpx.Response, target: Target, deadlines: _Deadlines, has_images: bool) -> AsyncGenerator[Event, None]:
+    async def _read_events(self, response: httpx.Response, target: Target, deadlines: Deadlines, has_images: bool) -> AsyncGenerator[Event, None]:
         """Turn an SSE body into events; the hot path of every streamed reply."""
         loop = asyncio.get_running_loop()
         decoder = SSEDecoder()
@@ -340,7 +292,7 @@ class OpenAIBackend(Backend):
         chars = 0
         first_token_at: float | None = None
 
-        reads = self._read_chunks(response, target, deadlines)
+        reads = deadlines.read(self._body_chunks(response))
         async with aclosing(reads):
             async for chunk in reads:
                 if done:
@@ -374,8 +326,10 @@ class OpenAIBackend(Backend):
                                 content = delta.get("content")
                             if choice.get("finish_reason"):
                                 finish_reason = choice["finish_reason"]
+                                progressed = True
                         if parsed.get("usage"):
                             raw_usage = parsed["usage"]
+                            progressed = True
                     except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, IndexError) as exc:
                         raise StreamIncompleteError(
                             f"the server sent a chunk that is not a chat completion chunk: {data[:120]!r}",
@@ -385,19 +339,21 @@ class OpenAIBackend(Backend):
 
                     if reasoning and type(reasoning) is str:
                         progressed = True
+                        if first_token_at is None:
+                            first_token_at = read_at
                         yield ReasoningDelta(reasoning)
                     if content and type(content) is str:
                         progressed = True
+                        if first_token_at is None:
+                            first_token_at = read_at
                         chars += len(content)
                         yield TextDelta(content)
 
                 if progressed:
-                    deadlines.last_progress = read_at
-                    if not deadlines.started:
-                        deadlines.started = True
-                        first_token_at = read_at
+                    # A role-only first chunk is not progress; content, a finish reason or usage is.
+                    deadlines.progress(read_at)
                 if done:
-                    deadlines.drain_until = loop.time() + _DRAIN_SECONDS
+                    deadlines.drain(_DRAIN_SECONDS)
 
             if not done:
                 for event in decoder.flush():
@@ -417,11 +373,11 @@ class OpenAIBackend(Backend):
             yield _usage(raw_usage)
         yield Finished(reason=reason, backend=self.name, model=target.model)
 
-    async def _read_json(self, response: httpx.Response, target: Target, deadlines: _Deadlines, has_images: bool) -> AsyncGenerator[Event, None]:
+    async def _read_json(self, response: httpx.Response, target: Target, deadlines: Deadlines, has_images: bool) -> AsyncGenerator[Event, None]:
         """Read a reply sent as one JSON body; blank keep-alive lines before it are skipped."""
         body = bytearray()
         deadlines.whole_body = True
-        reads = self._read_chunks(response, target, deadlines)
+        reads = deadlines.read(self._body_chunks(response))
         async with aclosing(reads):
             async for chunk in reads:
                 body += chunk
@@ -482,7 +438,7 @@ class OpenAIBackend(Backend):
         logger.debug("%s/%s: unknown finish_reason %r taken as stop", target.backend, target.model, raw)
         return "stop"
 
-    def _log_reply(self, target: Target, deadlines: _Deadlines, first_token_at: float | None, chars: int, reason: str) -> None:
+    def _log_reply(self, target: Target, deadlines: Deadlines, first_token_at: float | None, chars: int, reason: str) -> None:
         now = asyncio.get_running_loop().time()
         first = f"{first_token_at - deadlines.start:.2f} s" if first_token_at is not None else "none"
         logger.info(
@@ -495,10 +451,10 @@ class OpenAIBackend(Backend):
             now - deadlines.start,
         )
 
-    async def _status_error(self, response: httpx.Response, target: Target, deadlines: _Deadlines, has_images: bool) -> ParleyError:
+    async def _status_error(self, response: httpx.Response, target: Target, deadlines: Deadlines, has_images: bool) -> ParleyError:
         body = bytearray()
         try:
-            reads = self._read_chunks(response, target, deadlines)
+            reads = deadlines.read(self._body_chunks(response))
             async with aclosing(reads):
                 async for chunk in reads:
                     body += chunk

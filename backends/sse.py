@@ -21,6 +21,7 @@ from typing import NamedTuple
 DEFAULT_MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
+_COLON = ord(":")
 
 
 class SSEError(ValueError):
@@ -94,57 +95,48 @@ class SSEDecoder:
         """
         tail = self._tail.rstrip(b"\r")
         self._tail = b""
-        events = self._take_lines([tail] if tail else [])
-        if self._data is not None:
-            events.append(self._dispatch())
-        return events
+        # An empty line at the end dispatches the pending event like a blank line would.
+        return self._take_lines([tail, b""] if tail else [b""])
 
     def _take_lines(self, lines: list[bytes]) -> list[SSEEvent]:
+        # The state lives in locals for the loop: this runs once per line of every reply.
         events: list[SSEEvent] = []
+        data = self._data
+        size = self._size
+        event_type = self._event
         for line in lines:
             if not line:
-                if self._data is not None:
-                    events.append(self._dispatch())
-                else:
-                    # A blank line without data resets the event type.
-                    self._event = ""
+                if data is not None:
+                    events.append(SSEEvent(event_type or "message", data[0] if len(data) == 1 else b"\n".join(data)))
+                    data = None
+                    size = 0
+                # Dispatching, or a blank line without data, resets the event type.
+                event_type = ""
                 continue
 
-            if line.startswith(b"data:"):
-                value = line[6:] if line.startswith(b"data: ") else line[5:]
-                self._add_data(value)
-            elif line.startswith(b":"):
+            if line.startswith(b"data:") or line == b"data":
+                value = line[6:] if line[5:6] == b" " else line[5:]
+                size += len(value)
+                if size > self._max_event_bytes:
+                    raise SSEError(f"an event of the event stream exceeds {self._max_event_bytes} bytes")
+                if data is None:
+                    data = [value]
+                else:
+                    data.append(value)
+            elif line[0] == _COLON:
                 self.comments += 1
             else:
-                self._take_field(line)
+                name, _, field_value = line.partition(b":")
+                if field_value.startswith(b" "):
+                    field_value = field_value[1:]
+                if name == b"event":
+                    event_type = field_value.decode("utf-8", "replace")
+                elif name == b"id" and b"\0" not in field_value:
+                    self.last_event_id = field_value.decode("utf-8", "replace")
+                # Other fields, "retry" among them, matter only to a browser that reconnects.
+
+        self._data = data
+        self._size = size
+        self._event = event_type
         return events
 
-    def _add_data(self, value: bytes) -> None:
-        self._size += len(value)
-        if self._size > self._max_event_bytes:
-            raise SSEError(f"an event of the event stream exceeds {self._max_event_bytes} bytes")
-        if self._data is None:
-            self._data = [value]
-        else:
-            self._data.append(value)
-
-    def _take_field(self, line: bytes) -> None:
-        name, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
-        if name == b"data":
-            self._add_data(value)
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace")
-        elif name == b"id" and b"\0" not in value:
-            self.last_event_id = value.decode("utf-8", "replace")
-        # Other fields, "retry" among them, matter only to a browser that reconnects.
-
-    def _dispatch(self) -> SSEEvent:
-        assert self._data is not None
-        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
-        event = SSEEvent(self._event or "message", data)
-        self._data = None
-        self._event = ""
-        self._size = 0
-        return event

@@ -761,3 +761,19 @@ def test_invalid_base_url_rejected(url: str) -> None:
 def test_invalid_key_variable_name_rejected() -> None:
     with pytest.raises(ValidationError):
         Settings(name="x", base_url="https://api.example.test/v1", api_key_env="sk-123 secret")
+
+
+async def test_slow_consumer_time_is_not_a_chunk_gap(openai_server: FakeOpenAIServer) -> None:
+    # Chunks come 1.5 s apart; the consumer spends 1.0 s on each, so the
+    # backend itself waits only about 0.5 s for each chunk, within the 1.0 s gap.
+    backend = make_backend(openai_server, timeouts={"chunk_gap": 1.0})
+    openai_server.script(Behaviour(reply="one two three", chunk_delay=1.5))
+    events: list[Event] = []
+
+    async for event in backend.stream(ask()):
+        events.append(event)
+        await asyncio.sleep(1.0)
+    await backend.aclose()
+
+    assert text_of(events) == "one two three"
+    assert isinstance(events[-1], Finished)

@@ -49,7 +49,8 @@ class Behaviour:
 
     Counts (`disconnect_after_chunks`, `error_mid_stream_after`,
     `malformed_after`) count content chunks: reasoning and text deltas.
-    Durations are in seconds.
+    Durations are in seconds. `chunk_delay` follows each content chunk, so
+    the closing chunks (finish reason, usage, [DONE]) follow the last one at once.
     """
 
     reply: str = "Hello from the fake server."
@@ -558,7 +559,7 @@ class FakeOpenAIServer:
                 pending.append(_chunk(data))
                 if len(pending) >= behaviour.batch:
                     await self._flush(connection, pending)
-            if behaviour.chunk_delay:
+            if behaviour.chunk_delay and kind == "content":
                 await self._flush(connection, pending)
                 await asyncio.sleep(behaviour.chunk_delay)
 
