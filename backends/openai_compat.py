@@ -331,6 +331,10 @@ class OpenAIBackend(Backend):
                             raw_usage = parsed["usage"]
                             progressed = True
                     except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, IndexError) as exc:
+                        if data.strip() == b"[DONE]":
+                            # Some servers pad the end marker with spaces.
+                            done = True
+                            break
                         raise StreamIncompleteError(
                             f"the server sent a chunk that is not a chat completion chunk: {data[:120]!r}",
                             backend=target.backend,

@@ -73,6 +73,8 @@ class UpstreamFailure:
     message: str
     code: str
     retry_after: float | None = None
+    # Where a 3xx status points, so the error can name the URL to configure.
+    location: str | None = None
 
 
 def parse_retry_after(headers: httpx.Headers) -> float | None:
@@ -119,7 +121,13 @@ def failure_from_body(status: int, body: bytes, headers: httpx.Headers) -> Upstr
         message, code = _message_and_code(parsed.get("error", parsed))
     if not message:
         message = body.decode("utf-8", "replace").strip()
-    return UpstreamFailure(status=status, message=_quote(message), code=code, retry_after=parse_retry_after(headers))
+    return UpstreamFailure(
+        status=status,
+        message=_quote(message),
+        code=code,
+        retry_after=parse_retry_after(headers),
+        location=headers.get("location"),
+    )
 
 
 def failure_from_object(error: Any) -> UpstreamFailure:
@@ -188,6 +196,14 @@ def error_for_failure(failure: UpstreamFailure, target: Target, *, has_images: b
         return UpstreamTimeoutError(detail, **common)
     if status >= 500:
         return OverloadedError(detail, **common)
+    if 300 <= status < 400:
+        # httpx does not follow redirects here: a POST that is redirected loses its body on 301 and 302.
+        target_url = failure.location or "another URL"
+        return BadRequestError(
+            f"HTTP {status} from {target.base_url}: redirected to {target_url}",
+            fix="Set base_url in the config to the URL the server redirects to.",
+            **common,
+        )
     return _bad_request_error(detail, failure, has_images, common)
 
 

@@ -777,3 +777,22 @@ async def test_slow_consumer_time_is_not_a_chunk_gap(openai_server: FakeOpenAISe
 
     assert text_of(events) == "one two three"
     assert isinstance(events[-1], Finished)
+
+
+async def test_redirect_names_new_url(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    openai_server.script(Behaviour(status=301, headers={"Location": "https://api.example.test/v2/chat/completions"}))
+
+    _, error = await collect_until_error(backend, ask())
+
+    assert isinstance(error, BadRequestError)
+    assert "https://api.example.test/v2/chat/completions" in error.detail
+    assert "base_url" in error.fix
+
+
+async def test_padded_done_marker_ends_stream(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    openai_server.script(Behaviour(reply="done soon", done_line="data:  [DONE]  "))
+
+    events = await collect(backend, ask())
+
+    assert text_of(events) == "done soon"
+    assert events[-1] == Finished(reason="stop", backend="fake", model="chat")

@@ -68,6 +68,8 @@ class Behaviour:
     hang_after_headers: float = 0.0
     disconnect_after_chunks: int | None = None
     omit_done: bool = False
+    # The line that ends the stream; some servers pad it, as "data: [DONE] ".
+    done_line: str = "data: [DONE]"
     # Comment lines (": keep-alive" and bare ":", alternating) sent before
     # the first chunk, `keepalive_interval` apart.
     keepalive_comments: int = 0
@@ -522,7 +524,7 @@ class FakeOpenAIServer:
             usage = self._usage(behaviour, payload, len(text_tokens), len(reasoning_tokens))
             yield "other", event([], usage=usage)
         if not behaviour.omit_done:
-            yield "other", b"data: [DONE]\n\n"
+            yield "other", behaviour.done_line.encode() + b"\n\n"
 
     async def _stream(self, behaviour: Behaviour, payload: dict[str, Any], connection: _Connection) -> bool:
         await connection.write(self._chunked_head("text/event-stream; charset=utf-8", behaviour.headers))
