@@ -29,6 +29,7 @@ from backends.errors import ConfigError
 from backends.layers.settings import ResilienceSettings
 from backends.registry import settings_class
 from backends.settings import BackendSettings, StrictModel
+from multimodal.images import ImageSettings
 from ui.settings import UISettings
 from workbench.batch import BatchSettings
 from workbench.presets import PresetsSettings
@@ -75,6 +76,7 @@ class AppConfig(StrictModel):
     presets: PresetsSettings = Field(default_factory=PresetsSettings)
     batch: BatchSettings = Field(default_factory=BatchSettings)
     ui: UISettings = Field(default_factory=UISettings)
+    images: ImageSettings = Field(default_factory=ImageSettings)
 
     _source: str = PrivateAttr(default="built-in defaults")
 

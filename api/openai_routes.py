@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Awaitable
 from typing import TypeVar, cast
@@ -64,6 +65,11 @@ async def chat_completions(request: Request) -> Response:
 
     raw = await read_body(request, services.server.max_body_bytes)
     parsed = parse_chat_body(raw, bypass_cache=_bypasses_cache(request))
+    if services.images is not None:
+        # Before the capability check: the vision rules may re-target the
+        # request or replace earlier images with a placeholder.
+        fitted = await services.images.prepare_request(parsed.chat)
+        parsed = dataclasses.replace(parsed, chat=fitted.request)
     check_chat_request(parsed.chat, services.router, services.server.max_prompt_chars)
 
     try:

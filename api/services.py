@@ -9,6 +9,7 @@ from starlette.requests import HTTPConnection
 from api.auth import ApiKeys, bearer_token
 from backends.router import Router
 from config import ServerSettings
+from multimodal.image_service import ImageService
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,8 @@ class ApiServices:
     router: Router
     server: ServerSettings
     api_keys: ApiKeys
+    # Prepares image_url parts and applies the vision rules; None leaves images as sent.
+    images: ImageService | None = None
 
     def authorize(self, connection: HTTPConnection) -> None:
         """Raise AuthError unless the request carries an accepted bearer key."""

@@ -53,16 +53,9 @@ class ImageOverByteLimitError(InputTooLargeError):
     fix = "Raise max_image_bytes for this model in the config, or send a simpler image."
 
 
-class RemoteImageURLError(InvalidInputError):
-    """An `image_url` part pointing at a remote address; Parley never fetches one."""
-
-    code = "image_url_remote"
-    fix = "Send the image inline as a data URL: data:image/png;base64,<base64 of the file>."
-
-
-class InvalidDataURLError(InvalidInputError):
-    code = "image_data_url_invalid"
-    fix = "Send the image as data:<mime type>;base64,<base64 of the file>."
+class TooManyImagesError(InputTooLargeError):
+    code = "too_many_images"
+    fix = "Send fewer images in one request, or raise images.max_images in the config."
 
 
 # Templates by error code and locale; `{name}` fields come from `error.params`.
@@ -84,8 +77,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh-CN": "这张 {format} 图片不完整：文件在图像数据结束前就断了。请重新发送完整的文件。",
     },
     "image_too_many_pixels": {
-        "en": "The image is {width}×{height} ({megapixels} megapixels); the limit is {max_megapixels} megapixels. Send a smaller image.",
-        "zh-CN": "图片尺寸为 {width}×{height}（{megapixels} 百万像素），超过了 {max_megapixels} 百万像素的上限。请发送更小的图片。",
+        "en": "The image has {megapixels} megapixels; the limit is {max_megapixels} megapixels. Send a smaller image.",
+        "zh-CN": "图片有 {megapixels} 百万像素，超过了 {max_megapixels} 百万像素的上限。请发送更小的图片。",
     },
     "image_file_too_large": {
         "en": "The file is {size_mb} MB; the limit is {limit_mb} MB. Send a smaller file.",
@@ -95,13 +88,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Even at {width}×{height} the image takes {size_kb} KB; the limit is {limit_kb} KB per image. Raise max_image_bytes for the model or send a simpler image.",
         "zh-CN": "即使缩小到 {width}×{height}，图片仍有 {size_kb} KB；上限是每张图片 {limit_kb} KB。请调高该模型的 max_image_bytes，或发送更简单的图片。",
     },
-    "image_url_remote": {
-        "en": "Parley does not download images from URLs ({scheme}). Send the image inline as a data: URL (base64).",
-        "zh-CN": "Parley 不会从网址（{scheme}）下载图片。请以 data: URL（base64）形式直接发送图片。",
-    },
-    "image_data_url_invalid": {
-        "en": "The image data URL is invalid: {reason}. Send data:<mime type>;base64,<base64 of the file>.",
-        "zh-CN": "图片的 data URL 无效：{reason}。请按 data:<MIME 类型>;base64,<文件的 base64> 格式发送。",
+    "too_many_images": {
+        "en": "The conversation has {count} images; the limit is {limit} per request. Start a new conversation or send fewer images.",
+        "zh-CN": "对话中有 {count} 张图片，超过了每次请求 {limit} 张的上限。请开始新的对话，或发送更少的图片。",
     },
     "image_not_supported": {
         "en": "Model {model_name} cannot see images. Models that can: {vision_models}. Pick one of them, or remove the image.",

@@ -87,6 +87,7 @@ class ImageSettings(StrictModel):
         default=5 * 1024 * 1024, gt=0, description="Bytes per prepared image for callers with no model chosen."
     )
     jpeg_quality: int = Field(default=85, ge=30, le=95, description="JPEG quality of the first encoding attempt.")
+    max_images: int = Field(default=16, ge=1, le=100, description="Images in one chat request, history included.")
     workers: int = Field(default=2, ge=1, le=16, description="Images prepared at the same time.")
 
     def limits(self, model: ModelSettings | None = None) -> ImageLimits:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 from collections.abc import AsyncIterator
 
 import httpx
 import openai
 import pytest
+from PIL import Image
 
 from backends.types import ImagePart, TextPart
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
@@ -181,8 +183,11 @@ async def test_image_data_url_reaches_vision_model(client: openai.AsyncOpenAI, g
     parts = gateway.scripted().received[-1].messages[0].parts
     assert parts[0] == TextPart("what is this")
     assert isinstance(parts[1], ImagePart)
-    assert parts[1].data == PNG_BYTES
+    # The image pipeline re-encodes every image without metadata; the pixels stay.
+    sent = Image.open(io.BytesIO(parts[1].data))
     assert parts[1].mime == "image/png"
+    assert sent.size == (1, 1)
+    assert sent.convert("RGBA").getpixel((0, 0)) == Image.open(io.BytesIO(PNG_BYTES)).convert("RGBA").getpixel((0, 0))
 
 
 async def test_openai_backend_streams_through_gateway(
