@@ -249,7 +249,7 @@ class OpenAIBackend(Backend):
             if not 200 <= response.status_code < 300:
                 raise await self._status_error(response, target, deadlines, has_images)
 
-            content_type = response.headers.get("content-type", "")
+            content_type = response.headers.get("content-type", "").lower()
             if content_type.startswith("text/event-stream"):
                 events = self._read_events(response, target, deadlines, has_images)
             else:
