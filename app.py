@@ -29,7 +29,6 @@ from backends.errors import ConfigError
 from backends.pipeline import build_router
 from backends.registry import BackendContext
 from config import CONFIG_ENV, AppConfig, load_config, resolve_config_path
-from multimodal.image_service import ImageService
 from ui.root import mount_ui
 from ui.services import UIServices
 
@@ -55,15 +54,12 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
         executor.shutdown(wait=False)
         raise
     api_keys = ApiKeys.from_env(context.env, config.server.api_keys_env)
-    # Images get their own small pool: each decode may take a few hundred MB.
-    images = ImageService.from_config(config, router)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            images.close()
             await router.aclose()
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -77,7 +73,7 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
         )
 
     # API routes first: the UI is mounted at "/" and would shadow later routes.
-    install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys, images=images))
+    install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys))
     app.include_router(metrics_api.router)
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.
@@ -123,7 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ", ".join(config.model_names()),
         config.source,
     )
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+    # The WebSocket frame limit matches the body limit, since images travel inline in both.
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, ws_max_size=config.server.max_body_bytes)
     return 0
 
 

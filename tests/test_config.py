@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
+import typing
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 import app
 from backends.errors import ConfigError
-from backends.registry import BackendContext
+from backends.registry import KIND_MODULES, BackendContext, settings_class
 from config import AppConfig, load_config, resolve_config_path
 
 SCRIPTED = """
@@ -260,3 +263,32 @@ def test_main_reports_config_error_and_exits(tmp_path: Path, capsys: pytest.Capt
     error = capsys.readouterr().err
     assert "unknown key server.prot" in error
     assert str(path) in error
+
+
+def _option_names(model: type[BaseModel], seen: set[type[BaseModel]]) -> set[str]:
+    """Collect the field names of `model` and of every section model nested in it."""
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        names.add(field.alias or name)
+        pending = [field.annotation]
+        while pending:
+            annotation = pending.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                names |= _option_names(annotation, seen)
+            pending.extend(typing.get_args(annotation))
+    return names
+
+
+def test_example_config_mentions_every_option() -> None:
+    example = (Path(__file__).resolve().parents[1] / "assets" / "parley.example.toml").read_text(encoding="utf-8")
+    seen: set[type[BaseModel]] = set()
+    names = _option_names(AppConfig, seen)
+    for kind in KIND_MODULES:
+        names |= _option_names(settings_class(kind), seen)
+
+    missing = sorted(name for name in names if not re.search(rf"(^|[\s#\[.]){re.escape(name)}\s*(=|\.|\])", example, re.MULTILINE))
+
+    assert missing == []
