@@ -143,3 +143,15 @@ def test_saved_preset_through_client_persists(workbench_app: str, tmp_path: Path
     saved = json.loads((tmp_path / "data" / "user_presets.json").read_text(encoding="utf-8"))
     assert saved["presets"]["短回复"]["temperature"] == 0.35
     assert saved["presets"]["短回复"]["seed"] == 3
+
+
+def test_chat_tab_has_preset_picker(workbench_app: str) -> None:
+    client = Client(workbench_app + "/", verbose=False)
+
+    components = {c["id"]: c for c in client.config["components"]}
+    by_elem = {c.get("props", {}).get("elem_id"): c for c in components.values()}
+
+    picker = by_elem["parley-preset"]
+    values = [choice[1] for choice in picker["props"]["choices"]]
+    assert values[:3] == ["custom", "customer_service", "creative_writing"]
+    assert picker["props"]["value"] == "custom"

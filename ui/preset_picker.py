@@ -149,3 +149,27 @@ def attach_preset_picker(
         slider.input(lambda: CUSTOM, None, [dropdown], queue=False, api_visibility="private")
     model.change(update_note, [model, temperature, top_p, max_tokens], [note], queue=False, api_visibility="private")
     return PresetPicker(dropdown=dropdown, note=note)
+
+
+def attach_to_chat_tab(chat: Any, services: UIServices) -> PresetPicker:
+    """Add the preset picker to the Chat tab, below its sampling sliders.
+
+    `chat` is the `ui.chat_tab.ChatTab` that `build_chat_tab()` returns. The
+    picker renders into the container of the sliders (the "Model and
+    sampling" accordion), entered again after the tab is built.
+    """
+    sampling = chat.sampling
+    container = sampling.temperature.parent
+    # Entering a built block context again re-points its parent at the current context; put it back after.
+    original_parent = container.parent
+    with container:
+        picker = attach_preset_picker(
+            services,
+            model=chat.model,
+            system_prompt=chat.system_prompt,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
+            max_tokens=sampling.max_tokens,
+        )
+    container.parent = original_parent
+    return picker

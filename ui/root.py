@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from ui.chat_tab import build_chat_tab
 from ui.i18n import I18N, label
+from ui.preset_picker import attach_to_chat_tab
 from ui.services import UIServices
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,8 @@ def build_blocks(services: UIServices) -> gr.Blocks:
     with gr.Blocks(title="Parley", analytics_enabled=False, fill_height=False) as blocks:
         with gr.Tabs(elem_id="parley-tabs"):
             with gr.Tab(label("tab.chat"), id="chat", elem_id="parley-tab-chat"):
-                build_chat_tab(services)
+                chat = build_chat_tab(services)
+                attach_to_chat_tab(chat, services)
             for key, module_name, function_name in OPTIONAL_TABS:
                 builder = _find_builder(module_name, function_name)
                 if builder is None or not callable(builder):
