@@ -1,0 +1,52 @@
+"""The preset picker in headless Chromium: a preset sets the chat's sliders, moving a slider makes it custom."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.ui_support import scripted_config, serve_parley
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    raw = scripted_config(model="reasoner")
+    raw["backends"][0]["models"] = [{"name": "reasoner", "ignored_params": ["temperature", "top_p"]}]
+    raw["presets"] = {"data_dir": str(tmp_path_factory.mktemp("data"))}
+    with serve_parley(raw) as url:
+        yield url
+
+
+def test_preset_sets_chat_sliders_in_chinese(app_url: str) -> None:
+    with playwright_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_context(locale="zh-CN").new_page()
+            page.goto(app_url + "/")
+            page.locator("#parley-sampling").get_by_text("模型与采样").click()
+
+            picker = page.locator("#parley-preset input")
+            picker.click()
+            page.get_by_role("option", name="创意写作").click()
+
+            temperature = page.locator("#parley-temperature input[type=number]")
+            playwright_api.expect(temperature).to_have_value("0.9")
+            playwright_api.expect(page.locator("#parley-top-p input[type=number]")).to_have_value("0.95")
+            playwright_api.expect(page.locator("#parley-system-prompt textarea")).to_have_value(
+                "You are an imaginative writer. Use vivid, concrete language and avoid clichés. "
+                "Write in the language of the request."
+            )
+            playwright_api.expect(page.locator("#parley-ignored-params")).to_contain_text(
+                "reasoner 会忽略 temperature, top_p"
+            )
+
+            temperature.fill("0.4")
+            temperature.press("Enter")
+            playwright_api.expect(picker).to_have_value("自定义")
+        finally:
+            browser.close()
