@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import ValidationError
 
@@ -26,6 +29,7 @@ from backends.errors import (
     UpstreamTimeoutError,
 )
 from backends.openai_compat import OpenAIBackend, Settings, create
+from backends.openai_errors import failure_from_object, parse_retry_after
 from backends.registry import BackendContext, create_backend, settings_class
 from backends.types import (
     ChatRequest,
@@ -796,3 +800,98 @@ async def test_padded_done_marker_ends_stream(openai_server: FakeOpenAIServer, b
 
     assert text_of(events) == "done soon"
     assert events[-1] == Finished(reason="stop", backend="fake", model="chat")
+
+
+async def test_gzip_stream_is_decoded(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    openai_server.script(Behaviour(reply="compressed 你好 reply", reasoning="hmm", gzip=True, keepalive_comments=2))
+
+    events = await collect(backend, ask())
+
+    assert text_of(events) == "compressed 你好 reply"
+    assert events[0] == ReasoningDelta("hmm")
+    assert events[-1] == Finished(reason="stop", backend="fake", model="chat")
+
+
+async def test_error_event_type_mid_stream(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    body = {"error": {"message": "Overloaded", "type": "overloaded_error"}}
+    openai_server.script(Behaviour(reply="a b c", error_mid_stream_after=2, error_event=True, error_body=body))
+
+    events, error = await collect_until_error(backend, ask())
+
+    assert text_of(events) == "a b"
+    assert isinstance(error, OverloadedError)
+    assert "Overloaded" in error.detail
+
+
+async def test_error_object_in_json_reply(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    body = '{"error": {"message": "Insufficient Balance", "type": "unknown_error", "code": "insufficient_balance"}}'
+    openai_server.script(Behaviour(raw_body=body, raw_content_type="application/json"))
+
+    _, error = await collect_until_error(backend, ask(model="plain"))
+
+    assert isinstance(error, InsufficientBalanceError)
+    assert "Insufficient Balance" in error.detail
+
+
+async def test_huge_error_body_is_read_in_part(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    openai_server.script(Behaviour(status=500, error_body="E" * 2_000_000))
+
+    _, error = await collect_until_error(backend, ask())
+
+    assert isinstance(error, OverloadedError)
+    assert len(str(error)) < 1000
+
+
+async def test_many_keepalives_then_reply(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    openai_server.script(Behaviour(reply="after the wait", keepalive_comments=500))
+
+    events = await collect(backend, ask())
+
+    assert text_of(events) == "after the wait"
+
+
+# Error mapping without a server
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "3"}, 3.0),
+        ({"retry-after": "0.25"}, 0.25),
+        ({"retry-after": "-5"}, 0.0),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after-ms": "250"}, 0.25),
+        ({"retry-after-ms": "junk", "retry-after": "4"}, 4.0),
+        ({}, None),
+    ],
+)
+def test_parse_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert parse_retry_after(httpx.Headers(headers)) == expected
+
+
+def test_parse_retry_after_future_date() -> None:
+    when = datetime.now(timezone.utc) + timedelta(seconds=120)
+
+    seconds = parse_retry_after(httpx.Headers({"retry-after": format_datetime(when, usegmt=True)}))
+
+    assert seconds is not None
+    assert 100 < seconds <= 120
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        ({"message": "busy", "code": 503}, 503),
+        ({"message": "slow down", "status": 429}, 429),
+        ({"message": "limit", "code": "rate_limit_exceeded"}, 429),
+        ({"message": "pay", "code": "insufficient_quota"}, 402),
+        ({"message": "key", "type": "authentication_error"}, 401),
+        ({"message": "long", "code": "context_length_exceeded"}, 400),
+        ({"message": "boom", "type": "server_error"}, 500),
+        ("plain text error", 500),
+        (["not", "an", "object"], 500),
+    ],
+)
+def test_failure_from_object_status(error: Any, status: int) -> None:
+    assert failure_from_object(error).status == status

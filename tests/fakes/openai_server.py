@@ -25,6 +25,7 @@ import json
 import re
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -75,11 +76,15 @@ class Behaviour:
     keepalive_comments: int = 0
     keepalive_interval: float = 0.0
     error_mid_stream_after: int | None = None
+    # Sends that error as an `event: error` SSE event rather than a plain data line.
+    error_event: bool = False
     malformed_after: int | None = None
     # Writes every event in two reads split inside a multi-byte UTF-8
     # character (or in the middle when the event has none).
     split_utf8: bool = False
     split_delay: float = 0.01
+    # Compresses the stream with gzip (Content-Encoding: gzip), flushed after every event.
+    gzip: bool = False
     # None: send the usage-only chunk when the request sets
     # stream_options.include_usage. True or False: always or never.
     usage_chunk: bool | None = None
@@ -183,6 +188,19 @@ class _Connection:
 def _chunk(data: bytes) -> bytes:
     """Frame bytes as one HTTP/1.1 chunk."""
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+class _GzipFramer:
+    """Compresses a stream event by event, flushing each so the client can decode it at once."""
+
+    def __init__(self) -> None:
+        self._compressor = zlib.compressobj(wbits=31)
+
+    def frame(self, data: bytes) -> bytes:
+        return _chunk(self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH))
+
+    def finish(self) -> bytes:
+        return _chunk(self._compressor.flush())
 
 
 def _split_inside_character(event: bytes) -> tuple[bytes, bytes]:
@@ -527,11 +545,17 @@ class FakeOpenAIServer:
             yield "other", behaviour.done_line.encode() + b"\n\n"
 
     async def _stream(self, behaviour: Behaviour, payload: dict[str, Any], connection: _Connection) -> bool:
-        await connection.write(self._chunked_head("text/event-stream; charset=utf-8", behaviour.headers))
+        headers = dict(behaviour.headers)
+        gzip_framer = _GzipFramer() if behaviour.gzip else None
+        frame: Callable[[bytes], bytes] = _chunk
+        if gzip_framer is not None:
+            headers["Content-Encoding"] = "gzip"
+            frame = gzip_framer.frame
+        await connection.write(self._chunked_head("text/event-stream; charset=utf-8", headers))
         if behaviour.hang_after_headers:
             await asyncio.sleep(behaviour.hang_after_headers)
         for index in range(behaviour.keepalive_comments):
-            await connection.write(_chunk(b": keep-alive\n\n" if index % 2 == 0 else b":\n\n"))
+            await connection.write(frame(b": keep-alive\n\n" if index % 2 == 0 else b":\n\n"))
             if behaviour.keepalive_interval:
                 await asyncio.sleep(behaviour.keepalive_interval)
 
@@ -544,21 +568,22 @@ class FakeOpenAIServer:
                     return False
                 if sent == behaviour.error_mid_stream_after:
                     error = behaviour.error_body if isinstance(behaviour.error_body, dict) else _default_error_body(500)
-                    pending.append(_chunk(b"data: " + json.dumps(error).encode() + b"\n\n"))
+                    prefix = b"event: error\n" if behaviour.error_event else b""
+                    pending.append(frame(prefix + b"data: " + json.dumps(error).encode() + b"\n\n"))
                     await self._flush(connection, pending)
                     await connection.write(_chunk(b""))
                     return True
                 if sent == behaviour.malformed_after:
-                    pending.append(_chunk(b'data: {"choices": [{"delta": {"content": "cut\n\n'))
+                    pending.append(frame(b'data: {"choices": [{"delta": {"content": "cut\n\n'))
                 sent += 1
 
             if behaviour.split_utf8:
                 first, second = _split_inside_character(data)
-                await connection.write(_chunk(first))
+                await connection.write(frame(first))
                 await asyncio.sleep(behaviour.split_delay)
-                await connection.write(_chunk(second))
+                await connection.write(frame(second))
             else:
-                pending.append(_chunk(data))
+                pending.append(frame(data))
                 if len(pending) >= behaviour.batch:
                     await self._flush(connection, pending)
             if behaviour.chunk_delay and kind == "content":
@@ -568,6 +593,8 @@ class FakeOpenAIServer:
         if sent == behaviour.disconnect_after_chunks:
             await self._flush(connection, pending)
             return False
+        if gzip_framer is not None:
+            pending.append(gzip_framer.finish())
         pending.append(_chunk(b""))
         await self._flush(connection, pending)
         return True
