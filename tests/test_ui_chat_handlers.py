@@ -19,6 +19,7 @@ from ui.services import UIServices
 from ui.settings import UISettings
 
 MODEL = "scripted-echo"
+J = "\u2060"  # the word joiner that breaks tags for display
 
 
 def make_handlers(*, max_prompt_chars: int = 200_000, interval_ms: int = 60, **scripted: Any) -> tuple[ChatHandlers, ScriptedBackend]:
@@ -129,8 +130,8 @@ async def test_html_in_prompt_and_reply_is_escaped_and_sent_unescaped() -> None:
 
     history, _ = (await send(handlers, "<script>alert(1)</script>"))[-1]
 
-    assert history[0]["content"][0]["text"] == "&lt;script>alert(1)&lt;/script>"
-    assert answer_text(history) == "Try &lt;img src=x onerror=alert(1)> and `<b>`"
+    assert history[0]["content"][0]["text"] == f"<{J}script>alert(1)<{J}/script>"
+    assert answer_text(history) == f"Try <{J}img src=x onerror=alert(1)> and `<b>`"
 
     await send(handlers, "again", history)
     assert [m.text_content for m in backend.received[-1].messages[:2]] == [
@@ -283,6 +284,18 @@ async def test_edit_resends_edited_message() -> None:
     assert [m.text_content for m in backend.received[-1].messages] == ["new question"]
 
 
+async def test_edit_escapes_typed_html() -> None:
+    handlers, backend = make_handlers()
+    history, _ = (await send(handlers, "see <b>"))[-1]
+    # The edit box shows the displayed text (joiner kept) plus what the user typed.
+    edit = gr.EditData(None, {"index": 0, "value": f"see <{J}b> and <i>", "previous_value": f"see <{J}b>"})
+
+    updates = await collect(handlers.edit(history, MODEL, "", 0.7, 1.0, 256, edit, request()))
+
+    assert updates[-1][0]["content"][0]["text"] == f"see <{J}b> and <{J}i>"
+    assert backend.received[-1].messages[-1].text_content == "see <b> and <i>"
+
+
 async def test_undo_removes_exchange_and_restores_text() -> None:
     handlers, _ = make_handlers()
     history, _ = (await send(handlers, "a <b> c"))[-1]
@@ -301,7 +314,7 @@ def test_history_normalizer_takes_gradio_client_forms() -> None:
         {"role": "assistant", "content": ["bare ", "strings"]},
         {"role": "user", "content": [{"path": "/tmp/cat.png", "mime_type": "image/png"}, "look"]},
         {"role": "assistant", "content": [{"type": "text", "text": "thought"}], "metadata": {"title": "Thinking"}},
-        {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/dog.png"}}, {"type": "text", "text": "a &lt;b>"}]},
+        {"role": "user", "content": [{"type": "file", "file": {"path": "/tmp/dog.png"}}, {"type": "text", "text": f"a <{J}b>"}]},
     ]
 
     turns = normalize_history(history)

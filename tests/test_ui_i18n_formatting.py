@@ -91,16 +91,20 @@ def test_translate_rejects_unknown_key() -> None:
         translate("no.such.key", "en")
 
 
+J = "\u2060"
+
+
 @pytest.mark.parametrize(
     ("raw", "escaped"),
     [
-        ("a <b>x</b> & y", "a &lt;b>x&lt;/b> &amp; y"),
-        ("keep `<div>` as code, escape <i>", "keep `<div>` as code, escape &lt;i>"),
-        ("```html\n<script>alert(1)</script>\n```\nafter <x>", "```html\n<script>alert(1)</script>\n```\nafter &lt;x>"),
+        ("a <b>x</b> & y", f"a <{J}b>x<{J}/b> & y"),
+        ("keep `<div>` as code, escape <i>", f"keep `<div>` as code, escape <{J}i>"),
+        ("```html\n<script>alert(1)</script>\n```\nafter <x>", f"```html\n<script>alert(1)</script>\n```\nafter <{J}x>"),
         ("unclosed\n```\n<still code", "unclosed\n```\n<still code"),
-        ("``a ` b`` <z>", "``a ` b`` &lt;z>"),
-        ("lone ` tick <a", "lone ` tick &lt;a"),
-        ("&lt; typed literally", "&amp;lt; typed literally"),
+        ("``a ` b`` <z>", f"``a ` b`` <{J}z>"),
+        ("lone ` tick <a", f"lone ` tick <{J}a"),
+        ("<!-- hidden --> <?php", f"<{J}!-- hidden --> <{J}?php"),
+        ("1 < 2 and &lt; stay", "1 < 2 and &lt; stay"),
         ("> quote stays a quote", "> quote stays a quote"),
     ],
 )

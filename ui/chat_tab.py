@@ -23,7 +23,7 @@ import gradio as gr
 
 from backends.errors import ParleyError
 from backends.types import ChatRequest, ImagePart, Message, ModelInfo, Part, SamplingParams, TextPart
-from ui.formatting import escape_html, text_block
+from ui.formatting import escape_html, text_block, unescape_html
 from ui.history import FileRef, Turn, last_user_index, normalize_history
 from ui.i18n import label, language_from_request, translate
 from ui.reply import Reply
@@ -260,15 +260,16 @@ class ChatHandlers:
             return
 
         language = language_from_request(request)
-        new_text = edit_data.value if isinstance(edit_data.value, str) else _message_parts(edit_data.value)[0]
+        new_text = unescape_html(edit_data.value if isinstance(edit_data.value, str) else _message_parts(edit_data.value)[0])
         limit = self.services.max_prompt_chars
         if len(new_text) > limit:
             raise gr.Error(translate("input.too_long", language, chars=len(new_text), limit=limit))
 
-        # Keep the message's files; replace its text. The edit box shows the
-        # escaped text, so the value is stored as it came back.
+        # Keep the message's files and replace its text. The edit box holds
+        # the displayed text, with joiners where it showed tags and none in
+        # what the user typed: `new_text` was unescaped above, escape it whole.
         kept = [block for block in history[index].get("content") or [] if isinstance(block, dict) and block.get("type") == "file"]
-        edited = {"role": "user", "content": [*kept, text_block(new_text)]}
+        edited = {"role": "user", "content": [*kept, text_block(escape_html(new_text))]}
         replies = self._stream_reply([*history[:index], edited], ReplyOptions.of(model, system_prompt, temperature, top_p, max_tokens), bypass_cache=False, request=request)
         async with contextlib.aclosing(replies):
             async for updated in replies:
@@ -405,6 +406,8 @@ def build_chat_tab(services: UIServices) -> ChatTab:
     stop.click(handlers.mark_stopped, [chatbot], [chatbot], cancels=running, queue=False, api_name="stop")
     chatbot.undo(handlers.undo, [chatbot], [chatbot, textbox], queue=False, api_visibility="undocumented")
     clear.click(handlers.clear, None, [chatbot, textbox], cancels=running, queue=False, api_name="clear")
+    # The Chatbot's own trash button empties it in the browser; stop the reply too.
+    chatbot.clear(None, None, None, cancels=running, queue=False, api_visibility="undocumented")
 
     return ChatTab(
         handlers=handlers,

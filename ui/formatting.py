@@ -1,11 +1,15 @@
 """Text the chat shows around a reply: stats line, served-by, thinking block, errors.
 
-Also the HTML escaping that makes prompts and replies render as text: the
-Chatbot renders Markdown, and raw HTML in Markdown would either render or
-be stripped by the sanitizer. `escape_html()` escapes "<" and "&" outside
-code spans and fenced code blocks (inside them Markdown shows the
-characters as they are); `unescape_html()` reverses it exactly, so the
-history read back from the browser gives the model the original text.
+Also the escaping that makes HTML in prompts and replies render as text:
+the Chatbot renders Markdown, and raw HTML in Markdown would either render
+or be stripped by the sanitizer. `escape_html()` puts an invisible WORD
+JOINER (U+2060) after every "<" that could open a tag, comment or
+declaration, outside code spans and fenced code blocks (Markdown shows
+code as it is). Markdown then sees no tag and shows the "<" as text, and
+the edit box shows the text as typed (HTML entities such as "&lt;" would
+show there verbatim). The copy button copies the joiners along, invisible.
+`unescape_html()` removes them again, so the history read back from the
+browser gives the model the original text.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from ui.i18n import translate, translate_error
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _CLOSING_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*\r?\n?$")
 _BACKTICKS = re.compile(r"`+")
-_ESCAPES = {"&": "&amp;", "<": "&lt;"}
-_ESCAPED = re.compile(r"&(amp|lt);")
-_UNESCAPES = {"amp": "&", "lt": "<"}
+WORD_JOINER = "\u2060"
+_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
+_ESCAPED = re.compile("<" + WORD_JOINER)
 
 
 def _segments(text: str) -> Iterator[tuple[str, bool]]:
@@ -82,18 +86,18 @@ def _inline_segments(text: str) -> Iterator[tuple[str, bool]]:
 
 
 def escape_html(text: str) -> str:
-    """Escape "<" and "&" outside code so Markdown shows HTML as text instead of running it."""
+    """Break every possible tag outside code so Markdown shows HTML as text instead of running it."""
     pieces = []
     for piece, is_code in _segments(text):
-        pieces.append(piece if is_code else "".join(_ESCAPES.get(char, char) for char in piece))
+        pieces.append(piece if is_code else _TAG_START.sub("<" + WORD_JOINER, piece))
     return "".join(pieces)
 
 
 def unescape_html(text: str) -> str:
-    """Reverse `escape_html()`."""
+    """Reverse `escape_html()`; a text already free of joiners comes back unchanged."""
     pieces = []
     for piece, is_code in _segments(text):
-        pieces.append(piece if is_code else _ESCAPED.sub(lambda match: _UNESCAPES[match.group(1)], piece))
+        pieces.append(piece if is_code else _ESCAPED.sub("<", piece))
     return "".join(pieces)
 
 
