@@ -287,7 +287,8 @@ def translate_error(error: ParleyError, language: str) -> str:
             chosen = name
             break
     else:
-        if key in STRINGS:
+        # A template that needs a param the error lacks would raise KeyError.
+        if key in STRINGS and _fields(STRINGS[key][normalize_language(language)]) <= values.keys():
             chosen = key
 
     if chosen == "error.unknown":
