@@ -6,8 +6,8 @@ start-up with a `ConfigError` that names the key path, the file and the fix.
 A `[[backends]]` table is validated against the `Settings` class of its
 `kind` (see `backends.registry`).
 
-Secrets never live here: a section names the environment variable that holds
-a key (`api_key_env = "DEEPSEEK_API_KEY"`) and the backend reads it at start.
+Secrets are not stored here: a section names the environment variable that
+contains a key (`api_key_env = "DEEPSEEK_API_KEY"`) and the backend reads it at start.
 
 To add a section, add a `StrictModel` subclass and one field with a default to
 `AppConfig`; the loader and its error messages need no change.
@@ -69,8 +69,8 @@ class AppConfig(StrictModel):
     """The whole config file, one field per section."""
 
     server: ServerSettings = Field(default_factory=ServerSettings)
-    # Each entry is an instance of the `Settings` class of its kind; the loader
-    # builds them before this model sees them.
+    # Each entry is an instance of the `Settings` class of its kind, built by
+    # the loader before this model validates the list.
     backends: list[SerializeAsAny[BackendSettings]] = Field(default_factory=list)
     resilience: ResilienceSettings = Field(default_factory=ResilienceSettings)
     presets: PresetsSettings = Field(default_factory=PresetsSettings)
@@ -270,13 +270,21 @@ def _config_error(
             problems.append(f"missing required key {path}")
             fixes.append(f"Add {path} to that table.")
         else:
-            value = error.get("input")
-            shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
             message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"{path}: {message}{shown}")
+            problems.append(f"{path}: {message}{describe_input(error.get('input'))}")
 
     fixes.append(f"Fix {source} and start again; {EXAMPLE_CONFIG} documents every option.")
     return ConfigError(f"invalid config in {source}: {'; '.join(problems)}", fix=" ".join(fixes))
+
+
+def describe_input(value: Any) -> str:
+    """Return " (got VALUE)" for a scalar input, cut to 80 characters, and "" for a table or list."""
+    if isinstance(value, dict | list):
+        return ""
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f" (got {shown})"
 
 
 def format_key_path(location: Sequence[str | int]) -> str:

@@ -1,7 +1,8 @@
 """`GET /healthz`: the configured backends and whether each can be reached.
 
-It needs no API key, so load balancers and uptime checks can call it; it
-returns backend names and reachability only, never URLs with credentials or keys.
+It needs no API key, so load balancers and uptime checks can call it. It
+returns each backend's name, reachability and the one-line detail of its
+health check, and the model names.
 """
 
 from __future__ import annotations

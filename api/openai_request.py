@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from backends.errors import BadRequestError
 from backends.types import ChatRequest, ImagePart, Message, Part, Role, SamplingParams, TextPart
-from config import format_key_path
+from config import describe_input, format_key_path
 
 # Image types a data URL may carry; the image pipeline converts them further.
 IMAGE_MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif", "image/heic", "image/heif"})
@@ -140,10 +140,8 @@ def _reject_unsupported(data: Mapping[str, Any]) -> None:
 def _bad_field(exc: ValidationError) -> BadRequestError:
     first = exc.errors()[0]
     param = format_key_path(tuple(first["loc"]))
-    value = first.get("input")
-    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
     missing = first["type"] == "missing"
-    detail = f"the field {param} is missing" if missing else f"{param}: {first['msg']}{shown}"
+    detail = f"the field {param} is missing" if missing else f"{param}: {first['msg']}{describe_input(first.get('input'))}"
     return BadRequestError(detail, fix=f"Fix {param} in the request body.", param=param)
 
 

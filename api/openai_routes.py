@@ -74,8 +74,8 @@ async def chat_completions(request: Request) -> Response:
 
     try:
         if parsed.stream:
-            # Read the first event before answering, so a failure before the
-            # first token still gets its own HTTP status.
+            # Read the first event before the response starts, so a failure
+            # before the first token still gets its own HTTP status.
             events = await until_disconnect(request, open_stream(services.router, parsed.chat))
             encoder = ChunkEncoder(parsed.chat.model)
             body = encode_sse(events, encoder, include_usage=parsed.include_usage)

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
 
-# OpenAI knows no "cancelled"; a reply stopped on purpose ended normally.
+# OpenAI has no "cancelled" finish reason, and a reply stopped on purpose ended normally.
 _FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter", "cancelled": "stop"}
 
 

@@ -1,4 +1,4 @@
-"""What the API endpoints need from the composition root, stored on `app.state`."""
+"""The services the API endpoints get from the composition root, stored on `app.state`."""
 
 from __future__ import annotations
 

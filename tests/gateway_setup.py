@@ -51,7 +51,7 @@ def openai_backend(name: str, base_url: str, *models: str, **extra: Any) -> dict
     return {"name": name, "kind": "openai", "base_url": base_url, "models": [{"name": model} for model in models], **extra}
 
 
-# Layers off, so each test sees the backend's own reply or error: no cache
+# Layers off, so each test gets the backend's own reply or error: no cache
 # hits, no retries and no canned reply in place of an error.
 BARE_RESILIENCE: dict[str, Any] = {
     "cache": {"enabled": False},

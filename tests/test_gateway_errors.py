@@ -199,7 +199,7 @@ async def test_refused_connection_is_502_naming_backend_and_url(http: httpx.Asyn
     assert "http://127.0.0.1:" in error["message"]
 
 
-async def test_error_before_first_token_keeps_status_and_retry_after(http: httpx.AsyncClient) -> None:
+async def test_early_error_keeps_status(http: httpx.AsyncClient) -> None:
     response = await http.post("/chat/completions", json=user("fail early", stream=True))
 
     assert response.status_code == 429
@@ -209,7 +209,7 @@ async def test_error_before_first_token_keeps_status_and_retry_after(http: httpx
     assert error["code"] == "rate_limited"
 
 
-async def test_error_mid_stream_sends_error_event_after_partial_text(http: httpx.AsyncClient) -> None:
+async def test_mid_stream_error_event(http: httpx.AsyncClient) -> None:
     response = await http.post("/chat/completions", json=user("fail late", stream=True))
 
     assert response.status_code == 200
