@@ -14,7 +14,6 @@ and chunk-gap deadlines on.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import os
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -38,6 +37,7 @@ from backends.openai_errors import (
 )
 from backends.registry import BackendContext
 from backends.settings import BackendSettings, ModelSettings
+from backends.openai_wire import encode_request, finish_reason_of, usage_of
 from backends.sse import SSEDecoder, SSEError
 from backends.types import (
     Capabilities,
@@ -46,13 +46,9 @@ from backends.types import (
     Finished,
     FinishReason,
     Health,
-    ImagePart,
-    Message,
     ModelInfo,
     ReasoningDelta,
     TextDelta,
-    TextPart,
-    Usage,
 )
 
 logger = logging.getLogger(__name__)
@@ -64,17 +60,6 @@ MAX_JSON_BODY_BYTES = 32 * 1024 * 1024
 _DRAIN_SECONDS = 1.0
 # Header names that carry credentials, which belong in an environment variable.
 _SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
-
-_FINISH_REASONS: dict[str, FinishReason] = {
-    "stop": "stop",
-    "eos": "stop",
-    "end_turn": "stop",
-    "tool_calls": "stop",
-    "function_call": "stop",
-    "length": "length",
-    "max_tokens": "length",
-    "content_filter": "content_filter",
-}
 
 
 class OpenAIModelSettings(ModelSettings):
@@ -221,18 +206,14 @@ class OpenAIBackend(Backend):
             params.pop(name, None)
         if "max_tokens" in params and self._settings.max_tokens_field != "max_tokens":
             params[self._settings.max_tokens_field] = params.pop("max_tokens")
-
-        body: dict[str, Any] = dict(self._settings.extra_body)
-        body.update(params)
-        body["model"] = model.upstream_id
-        body["messages"] = [_message_payload(message) for message in request.messages]
-        if model.streaming:
-            body["stream"] = True
-            if self._settings.include_usage:
-                body["stream_options"] = {"include_usage": True}
-        else:
-            body["stream"] = False
-        return orjson.dumps(body)
+        return encode_request(
+            request.messages,
+            upstream=model.upstream_id,
+            params=params,
+            streaming=model.streaming,
+            include_usage=self._settings.include_usage,
+            extra_body=self._settings.extra_body,
+        )
 
     # Streaming
 
@@ -374,7 +355,7 @@ class OpenAIBackend(Backend):
         reason = self._finish_reason(finish_reason, target)
         self._log_reply(target, deadlines, first_token_at, chars, reason)
         if raw_usage is not None:
-            yield _usage(raw_usage)
+            yield usage_of(raw_usage)
         yield Finished(reason=reason, backend=self.name, model=target.model)
 
     async def _read_json(self, response: httpx.Response, target: Target, deadlines: Deadlines, has_images: bool) -> AsyncGenerator[Event, None]:
@@ -423,13 +404,11 @@ class OpenAIBackend(Backend):
         if text:
             yield TextDelta(text)
         if raw_usage:
-            yield _usage(raw_usage)
+            yield usage_of(raw_usage)
         yield Finished(reason=reason, backend=self.name, model=target.model)
 
     def _finish_reason(self, raw: Any, target: Target) -> FinishReason:
-        if raw is None:
-            return "stop"
-        reason = _FINISH_REASONS.get(str(raw))
+        reason = finish_reason_of(raw)
         if reason is not None:
             return reason
         if raw == "insufficient_system_resource":
@@ -499,48 +478,6 @@ class OpenAIBackend(Backend):
             logger.log(level, "backend %s is %s: %s", self.name, "reachable" if reachable else "unreachable", detail)
             self._last_reachable = reachable
         return Health(backend=self.name, reachable=reachable, detail=detail)
-
-
-def _message_payload(message: Message) -> dict[str, Any]:
-    """Encode one turn in the OpenAI format; images become base64 data URLs."""
-    if message.role == "assistant" or not message.images:
-        # An assistant turn sends its text only: reasoning is never stored in
-        # a Message, so it cannot be sent back.
-        return {"role": message.role, "content": message.text_content}
-
-    parts: list[dict[str, Any]] = []
-    for part in message.parts:
-        if isinstance(part, TextPart):
-            parts.append({"type": "text", "text": part.text})
-        elif isinstance(part, ImagePart):
-            parts.append({"type": "image_url", "image_url": {"url": _data_url(part)}})
-    return {"role": message.role, "content": parts}
-
-
-def _data_url(image: ImagePart) -> str:
-    return f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
-
-
-def _count(value: Any) -> int | None:
-    return value if type(value) is int and value >= 0 else None
-
-
-def _usage(raw: Any) -> Usage:
-    """Read token counts; cached tokens come from prompt_tokens_details or DeepSeek's prompt_cache_hit_tokens."""
-    if not isinstance(raw, dict):
-        return Usage()
-    completion_details = raw.get("completion_tokens_details")
-    prompt_details = raw.get("prompt_tokens_details")
-    reasoning = completion_details.get("reasoning_tokens") if isinstance(completion_details, dict) else None
-    cached = prompt_details.get("cached_tokens") if isinstance(prompt_details, dict) else None
-    if cached is None:
-        cached = raw.get("prompt_cache_hit_tokens")
-    return Usage(
-        prompt_tokens=_count(raw.get("prompt_tokens")),
-        completion_tokens=_count(raw.get("completion_tokens")),
-        reasoning_tokens=_count(reasoning),
-        cached_tokens=_count(cached),
-    )
 
 
 def create(settings: BackendSettings, context: BackendContext) -> OpenAIBackend:
