@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -332,4 +333,51 @@ async def test_image_without_pipeline_is_rejected() -> None:
         await collect(handlers.chat({"text": "see", "files": ["/tmp/cat.png"]}, [], MODEL, "", 0.7, 1.0, 256, request()))
 
     assert "Image tab" in raised.value.message
+    assert backend.received == []
+
+
+def make_image_handlers() -> tuple[ChatHandlers, ScriptedBackend]:
+    from backends.pipeline import build_router
+    from config import parse_config
+    from multimodal.image_service import ImageService
+
+    raw = {"backends": [{"name": "scripted", "kind": "scripted", "models": [{"name": "seer", "vision": True}, {"name": "blind"}]}]}
+    config = parse_config(raw, source="test", env={})
+    router = build_router(config, BackendContext())
+    backend = router.backends["scripted"]
+    assert isinstance(backend, ScriptedBackend)
+    services = UIServices(router=router, image_pipeline=ImageService.from_config(config, router))
+    return ChatHandlers(services), backend
+
+
+def write_png(path: Path) -> str:
+    from PIL import Image
+
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(path, format="PNG")
+    return str(path)
+
+
+async def test_image_reaches_vision_model_prepared(tmp_path: Path) -> None:
+    handlers, backend = make_image_handlers()
+    image = write_png(tmp_path / "red.png")
+
+    updates = await collect(handlers.chat({"text": "what colour?", "files": [image]}, [], "seer", "", 0.7, 1.0, 64, request()))
+
+    history, _ = updates[-1]
+    assert history[0]["content"][0] == {"type": "file", "file": {"path": image, "mime_type": "image/png"}}
+    sent = backend.received[-1].messages[-1]
+    assert sent.text_content == "what colour?"
+    assert len(sent.images) == 1
+    assert sent.images[0].mime in ("image/png", "image/jpeg")
+
+
+async def test_image_to_blind_model_fails_and_keeps_message(tmp_path: Path) -> None:
+    handlers, backend = make_image_handlers()
+    image = write_png(tmp_path / "red.png")
+
+    updates = await collect(handlers.chat({"text": "what colour?", "files": [image]}, [], "blind", "", 0.7, 1.0, 64, request("zh-CN")))
+
+    history, _ = updates[-1]
+    assert history[0]["content"][1]["text"] == "what colour?"
+    assert status_block(history)["metadata"]["title"].startswith("失败：")
     assert backend.received == []

@@ -21,7 +21,7 @@ from typing import Any
 
 import gradio as gr
 
-from backends.errors import ParleyError
+from backends.errors import InvalidInputError, ParleyError
 from backends.types import ChatRequest, ImagePart, Message, ModelInfo, Part, SamplingParams, TextPart
 from ui.formatting import escape_html, text_block, unescape_html
 from ui.history import FileRef, Turn, last_user_index, normalize_history
@@ -42,7 +42,11 @@ _MAX_STOPPED_REPLIES = 1024
 
 def model_choice_label(info: ModelInfo) -> str:
     """The model picker's label: name, backend and capability badges."""
-    badges = ("👁" if info.capabilities.vision else "") + ("🧠" if info.capabilities.reasoning else "")
+    badges = ""
+    if info.capabilities.vision:
+        badges += "👁"
+    if info.capabilities.reasoning:
+        badges += "🧠"
     text = f"{info.name} · {info.backend}"
     return f"{text} {badges}" if badges else text
 
@@ -114,14 +118,27 @@ class ChatHandlers:
     # Building the request.
 
     async def _image_part(self, ref: FileRef) -> ImagePart:
-        pipeline = self.services.image_pipeline
-        if pipeline is None:
-            raise ParleyError("no image pipeline is configured", fix="Remove the image or use the Image tab.")
+        """Read an attached image as it was uploaded; the image service prepares it later."""
+        if self.services.image_pipeline is None:
+            raise InvalidInputError(
+                f"the conversation contains the image {Path(ref.path).name!r} but no image service is configured",
+                fix="Remove the image or use the Image tab.",
+            )
         data = await asyncio.to_thread(Path(ref.path).read_bytes)
-        prepared = await pipeline.prepare(data)
-        part = prepared.part
-        assert isinstance(part, ImagePart)
-        return part
+        return ImagePart.from_bytes(data, ref.mime or mimetypes.guess_type(ref.path)[0] or "application/octet-stream")
+
+    async def _fit_images(self, chat_request: ChatRequest, reply: Reply) -> ChatRequest:
+        """Let the image service prepare the images and apply the vision rules, showing its notices."""
+        service = self.services.image_pipeline
+        if service is None or not any(message.images for message in chat_request.messages):
+            return chat_request
+        fitted = await service.prepare_request(chat_request)
+        for notice in fitted.notices:
+            reply.apply(notice)
+        if fitted.request.model != chat_request.model:
+            reply.model = fitted.request.model
+        fitted_request: ChatRequest = fitted.request
+        return fitted_request
 
     async def _messages(self, turns: list[Turn], system_prompt: str) -> tuple[Message, ...]:
         messages: list[Message] = []
@@ -162,6 +179,7 @@ class ChatHandlers:
                 user=getattr(request, "username", None) or None,
                 language=language,
             )
+            chat_request = await self._fit_images(chat_request, reply)
             self._active[session] = reply
             while len(self._active) > _MAX_STOPPED_REPLIES:
                 self._active.popitem(last=False)
@@ -265,7 +283,7 @@ class ChatHandlers:
         if len(new_text) > limit:
             raise gr.Error(translate("input.too_long", language, chars=len(new_text), limit=limit))
 
-        # Keep the message's files and replace its text. The edit box holds
+        # Keep the message's files and replace its text. The edit box contains
         # the displayed text, with joiners where it showed tags and none in
         # what the user typed: `new_text` was unescaped above, escape it whole.
         kept = [block for block in history[index].get("content") or [] if isinstance(block, dict) and block.get("type") == "file"]
@@ -303,7 +321,9 @@ def _model_choices(services: UIServices) -> tuple[list[tuple[str, str]], str | N
     infos = services.router.models()
     choices = [(model_choice_label(info), info.name) for info in infos]
     names = [info.name for info in infos]
-    default = services.settings.default_model if services.settings.default_model in names else (names[0] if names else None)
+    default = services.settings.default_model
+    if default not in names:
+        default = names[0] if names else None
     return choices, default
 
 

@@ -116,7 +116,7 @@ def served_by(finished: Finished, language: str) -> str:
 
 
 def format_speed(completion_tokens: int | None, generation_seconds: float | None) -> str | None:
-    """Tokens per second over the generation window, or None when it cannot be told."""
+    """Return tokens per second over the generation window, or None when it is unknown."""
     if not completion_tokens or completion_tokens < 2 or not generation_seconds or generation_seconds <= 0:
         return None
     # The first token opens the window, so N tokens span N - 1 intervals.
