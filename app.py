@@ -31,6 +31,8 @@ from backends.registry import BackendContext
 from config import CONFIG_ENV, AppConfig, load_config, resolve_config_path
 from ui.root import mount_ui
 from ui.services import UIServices
+from workbench.batch import JobManager
+from workbench.presets import PresetStore
 
 logger = logging.getLogger("parley.app")
 
@@ -42,6 +44,9 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
     A `context` without an executor gets the app's bounded thread pool.
     `ui=False` leaves the Gradio UI out, for API tests and benchmarks.
     """
+    # Presets first: an invalid presets file stops start-up before anything needs closing.
+    presets = PresetStore.from_settings(config.presets)
+
     # Services: one bounded pool for CPU-bound work, one router for every caller.
     executor = ThreadPoolExecutor(max_workers=config.server.worker_threads or os.cpu_count() or 1, thread_name_prefix="parley-worker")
     if context is None:
@@ -54,12 +59,15 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
         executor.shutdown(wait=False)
         raise
     api_keys = ApiKeys.from_env(context.env, config.server.api_keys_env)
+    # Batch jobs belong to this service, not to a browser session, so they outlive a closed tab.
+    jobs = JobManager(router, config.batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await jobs.aclose()
             await router.aclose()
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -81,7 +89,14 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
         return app
     mount_ui(
         app,
-        UIServices(router=router, settings=config.ui, config=config, max_prompt_chars=config.server.max_prompt_chars),
+        UIServices(
+            router=router,
+            settings=config.ui,
+            config=config,
+            max_prompt_chars=config.server.max_prompt_chars,
+            presets=presets,
+            jobs=jobs,
+        ),
     )
     return app
 

@@ -59,6 +59,7 @@ class TooManyImagesError(InputTooLargeError):
 
 
 # Templates by error code and locale; `{name}` fields come from `error.params`.
+# A "code+param" key is a variant the UI picks only when the error has that param.
 MESSAGES: dict[str, dict[str, str]] = {
     "not_an_image": {
         "en": "That file is {kind}, not an image. Send a JPEG, PNG, WebP, GIF, BMP, TIFF or HEIC image.",
@@ -92,7 +93,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The conversation has {count} images; the limit is {limit} per request. Start a new conversation or send fewer images.",
         "zh-CN": "对话中有 {count} 张图片，超过了每次请求 {limit} 张的上限。请开始新的对话，或发送更少的图片。",
     },
-    "image_not_supported": {
+    # A variant of the generic "image_not_supported" text, used when the error names the vision models.
+    "image_not_supported+vision_models": {
         "en": "Model {model_name} cannot see images. Models that can: {vision_models}. Pick one of them, or remove the image.",
         "zh-CN": "模型 {model_name} 无法识别图片。可以识别图片的模型：{vision_models}。请选择其中之一，或移除图片。",
     },

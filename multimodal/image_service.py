@@ -32,7 +32,7 @@ from backends.router import Router
 from backends.settings import ModelSettings
 from backends.types import ChatRequest, ImagePart, Message, Notice, Part, TextPart
 from multimodal.image_errors import TooManyImagesError, image_not_supported
-from multimodal.images import ImagePipeline, ImageSettings, PreparedImage
+from multimodal.images import ImageLimits, ImagePipeline, ImageSettings, PreparedImage
 
 if TYPE_CHECKING:
     from config import AppConfig
@@ -112,6 +112,10 @@ class ImageService:
         return None
 
     # Preparing images.
+
+    def limits_for(self, model: str | None) -> ImageLimits:
+        """Return the image limits of `model`, or the defaults when it is None or not configured."""
+        return self.pipeline.limits(self._models.get(model) if model else None)
 
     async def prepare(self, data: bytes, model: str | None = None) -> PreparedImage:
         """Prepare uploaded bytes with the limits of `model` (or the defaults when it is None or unknown)."""

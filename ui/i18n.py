@@ -21,6 +21,7 @@ from typing import Any
 import gradio as gr
 
 from backends.errors import ParleyError
+from ui.image_i18n import IMAGE_STRINGS
 from ui.workbench_i18n import WORKBENCH_STRINGS
 
 ENGLISH = "en"
@@ -208,6 +209,8 @@ STRINGS: dict[str, dict[str, str]] = {
 
 # The Scenarios, Compare and Batch tabs keep their strings in their own table.
 STRINGS.update(WORKBENCH_STRINGS)
+# The Image tab and the image errors keep their strings in ui.image_i18n.
+STRINGS.update(IMAGE_STRINGS)
 
 
 def normalize_language(locale: str | None) -> str:

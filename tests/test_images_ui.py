@@ -1,0 +1,168 @@
+"""The Image tab's handlers and report, against a router over the real scripted backend."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import pytest
+from PIL import Image
+
+from backends.pipeline import build_router
+from backends.registry import BackendContext
+from config import parse_config
+from multimodal.image_service import ImageService
+from multimodal.images import ImageLimits, prepare_image
+from tests.test_images import marked_upright, noisy_photo
+from ui.image_tab import ImageHandlers, render_report
+from ui.services import UIServices
+from ui.settings import UISettings
+
+SCRIPTED: dict[str, Any] = {
+    "name": "script",
+    "kind": "scripted",
+    "models": [{"name": "seer", "vision": True}, {"name": "echo"}, {"name": "blind", "fallback": ["seer"]}],
+    "replies": [{"match": "describe", "text": "A red corner on blue."}],
+}
+
+
+@pytest.fixture
+def handlers() -> Iterator[ImageHandlers]:
+    raw = {
+        "backends": [SCRIPTED],
+        "resilience": {"cache": {"enabled": False}, "retry": {"max_retries": 0}, "fallback": {"canned_reply": False}},
+    }
+    config = parse_config(raw, source="test config", env={})
+    router = build_router(config, BackendContext())
+    images = ImageService.from_config(config, router)
+    services = UIServices(router=router, settings=UISettings(stream_interval_ms=20), image_pipeline=images)
+    yield ImageHandlers(services, images)
+    images.close()
+
+
+def request(language: str = "en") -> gr.Request:
+    return gr.Request(headers={"accept-language": language}, session_hash="image-session")
+
+
+def gps_jpeg(path: Path) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif.get_ifd(0x8825)[1] = "N"
+    marked_upright((800, 400)).transpose(Image.Transpose.ROTATE_90).save(path, "JPEG", exif=exif.tobytes())
+    return path
+
+
+async def collect(updates: AsyncIterator[Any]) -> list[Any]:
+    return [update async for update in updates]
+
+
+def answer_text(history: list[dict[str, Any]]) -> str:
+    answers = [m for m in history if m["role"] == "assistant" and not (m.get("metadata") or {}).get("title")]
+    return str(answers[-1]["content"][0]["text"]) if answers else ""
+
+
+async def test_preview_shows_exact_sent_bytes(handlers: ImageHandlers, tmp_path: Path) -> None:
+    path = gps_jpeg(tmp_path / "holiday.jpg")
+
+    preview, report, prepared = await handlers.prepare(str(path), "seer", request())
+
+    assert prepared is not None
+    assert preview is not None
+    assert Path(preview).read_bytes() == prepared.part.data
+    assert Image.open(io.BytesIO(prepared.part.data)).size == (800, 400)
+    assert "| Dimensions | 400 × 800 | 800 × 400 |" in report
+    assert "Turned upright (EXIF orientation 6)." in report
+    assert "GPS location" in report
+
+
+async def test_report_in_chinese(handlers: ImageHandlers, tmp_path: Path) -> None:
+    path = gps_jpeg(tmp_path / "holiday.jpg")
+
+    _, report, _ = await handlers.prepare(str(path), "seer", request("zh-CN,zh;q=0.9"))
+
+    assert "| 尺寸 | 400 × 800 | 800 × 400 |" in report
+    assert "已按 EXIF 方向 6 转正。" in report
+    assert "GPS 位置" in report
+
+
+async def test_text_upload_is_named_in_chinese(handlers: ImageHandlers, tmp_path: Path) -> None:
+    path = tmp_path / "notes.png"
+    path.write_text("shopping list: eggs\n", encoding="utf-8")
+
+    preview, report, prepared = await handlers.prepare(str(path), "seer", request("zh-CN"))
+
+    assert preview is None
+    assert prepared is None
+    assert "这个文件是文本文件，不是图片" in report
+
+
+async def test_model_limits_drive_preparation(handlers: ImageHandlers, tmp_path: Path) -> None:
+    path = tmp_path / "big.jpg"
+    noisy_photo((4000, 3000)).save(path, "JPEG")
+
+    _, report, prepared = await handlers.prepare(str(path), "seer", request())
+
+    assert prepared is not None
+    # The scripted models keep the default long side of 1568.
+    assert max(prepared.report.final_size) <= 1568
+    assert "Scaled down to fit a long side of 1568 px." in report
+    assert "Decoded at 1/2 size" in report
+
+
+async def test_ask_streams_answer_with_image(handlers: ImageHandlers, tmp_path: Path) -> None:
+    preview, _, prepared = await handlers.prepare(str(gps_jpeg(tmp_path / "a.jpg")), "seer", request())
+
+    updates = await collect(handlers.ask(prepared, preview, "describe it", "seer", request()))
+
+    history = updates[-1]
+    assert history[0]["role"] == "user"
+    assert history[0]["content"][0]["file"]["path"] == preview
+    assert history[0]["content"][1]["text"] == "describe it"
+    assert answer_text(history) == "A red corner on blue."
+    received = handlers.services.router.backends["script"]
+    assert received.received[-1].messages[0].images[0].sha256 == prepared.part.sha256  # type: ignore[attr-defined]
+
+
+async def test_ask_text_model_uses_vision_fallback(handlers: ImageHandlers, tmp_path: Path) -> None:
+    preview, _, prepared = await handlers.prepare(str(gps_jpeg(tmp_path / "a.jpg")), "blind", request())
+
+    updates = await collect(handlers.ask(prepared, preview, "describe it", "blind", request()))
+
+    history = updates[-1]
+    assert answer_text(history) == "A red corner on blue."
+    shown = str(history)
+    assert "blind cannot see images; seer answers this message instead." in shown
+
+
+async def test_ask_text_model_without_fallback_fails_clearly(handlers: ImageHandlers, tmp_path: Path) -> None:
+    preview, _, prepared = await handlers.prepare(str(gps_jpeg(tmp_path / "a.jpg")), "echo", request())
+
+    updates = await collect(handlers.ask(prepared, preview, "describe it", "echo", request()))
+
+    shown = str(updates[-1])
+    assert "Model echo cannot see images. Models that can: seer. Pick one of them, or remove the image." in shown
+    assert answer_text(updates[-1]) == ""
+
+
+async def test_ask_without_image_asks_for_one(handlers: ImageHandlers) -> None:
+    with pytest.raises(gr.Error) as caught:
+        await collect(handlers.ask(None, None, "describe it", "seer", request()))
+
+    assert "Upload an image first." in str(caught.value)
+
+
+def test_report_lists_transparency_and_frames() -> None:
+    frames = [Image.new("RGBA", (40, 40), (255, 0, 0, 0)), Image.new("RGBA", (40, 40), (0, 255, 0, 255))]
+    frames[0].paste((255, 0, 0, 255), (0, 0, 20, 40))
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], disposal=2)
+    prepared = prepare_image(buffer.getvalue(), ImageLimits())
+
+    report = render_report(prepared.report, 1568, "en")
+
+    assert "Animated image: only the first frame is sent." in report
+    assert "Transparency kept, so the image is sent as PNG." in report
+    assert "Colour mode P converted to RGBA." in report
