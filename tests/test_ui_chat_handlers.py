@@ -381,3 +381,46 @@ async def test_image_to_blind_model_fails_and_keeps_message(tmp_path: Path) -> N
     assert history[0]["content"][1]["text"] == "what colour?"
     assert status_block(history)["metadata"]["title"].startswith("失败：")
     assert backend.received == []
+
+
+def make_layered_handlers(**scripted: Any) -> tuple[ChatHandlers, ScriptedBackend]:
+    """Handlers over the real resilience layers (cache, retry without waits) and the scripted backend."""
+    from backends.pipeline import build_router
+    from config import parse_config
+
+    raw = {
+        "backends": [{"name": "scripted", "kind": "scripted", **scripted}],
+        "resilience": {"retry": {"backoff_seconds": [0.0], "jitter": 0.0}},
+    }
+    config = parse_config(raw, source="test", env={})
+    router = build_router(config, BackendContext())
+    backend = router.backends["scripted"]
+    assert isinstance(backend, ScriptedBackend)
+    return ChatHandlers(UIServices(router=router)), backend
+
+
+async def test_retry_notice_shows_under_reply() -> None:
+    handlers, backend = make_layered_handlers(replies=[{"text": "", "error": "overloaded"}, {"text": "worked on retry"}])
+
+    history, _ = (await send(handlers, "try"))[-1]
+
+    assert answer_text(history) == "worked on retry"
+    details = status_block(history)["content"][0]["text"]
+    assert "Retrying: " in details
+    assert len(backend.received) == 2
+
+
+async def test_cached_reply_is_marked_and_regenerate_bypasses_cache() -> None:
+    handlers, backend = make_layered_handlers(replies=[{"text": "first sample"}, {"text": "second sample"}])
+    first, _ = (await send(handlers, "same question", temperature=0.0))[-1]
+
+    again, _ = (await send(handlers, "same question", temperature=0.0))[-1]
+
+    assert answer_text(again) == "first sample"
+    assert " · cached · " in status_block(again)["metadata"]["title"]
+    assert len(backend.received) == 1
+
+    regenerated = (await collect(handlers.regenerate(first, MODEL, "", 0.0, 1.0, 256, request())))[-1]
+    assert answer_text(regenerated) == "second sample"
+    assert "cached" not in status_block(regenerated)["metadata"]["title"]
+    assert len(backend.received) == 2
