@@ -3,7 +3,7 @@
     .venv/bin/python bench/batch.py [--prompts 1000] [--settings 3] [--concurrency 16] [--latency 0.05]
 
 A fake OpenAI-compatible server (tests/fakes/openai_server.py) runs in its
-own process and answers every request after `--latency` seconds with a
+own process and replies to every request after `--latency` seconds with a
 reply of 8 chunks. The batch (prompts x settings runs) goes through a
 JobManager and the Router that backends.pipeline.build_router builds as the
 app does (cache bypassed, retry, fallback, circuit breaker, balancer).
@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=1000, help="Prompts in the batch.")
     parser.add_argument("--settings", type=int, default=3, help="Temperature values in the grid.")
     parser.add_argument("--concurrency", type=int, default=16, help="Runs in flight at once.")
-    parser.add_argument("--latency", type=float, default=0.05, help="Seconds the server waits before answering.")
+    parser.add_argument("--latency", type=float, default=0.05, help="Seconds the server waits before it sends the reply.")
     parser.add_argument("--chat-every", type=float, default=0.25, help="Seconds between chat requests during the batch.")
     args = parser.parse_args()
 

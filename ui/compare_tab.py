@@ -43,7 +43,7 @@ def _figure(value: float | None, digits: int) -> str:
 
 
 def format_stats(pane: PaneSnapshot, language: str) -> str:
-    """The figures under a pane: the live or latest run, then the spread over finished runs."""
+    """Format the figures under a pane: the live or latest run, then the spread over finished runs."""
     parts: list[str] = []
     latest = pane.latest
     if pane.running:
@@ -83,7 +83,7 @@ def format_stats(pane: PaneSnapshot, language: str) -> str:
 
 def pane_spec(store: PresetStore, model: str, preset_id: str | None, temperature: float, top_p: float,
               max_tokens: float, seed: float | None) -> RunSpec:
-    """A pane's settings: its preset (penalties, system prompt) with the pane's sliders and the shared seed on top."""
+    """Build a pane's settings: its preset (penalties, system prompt) under its sliders and the shared seed."""
     preset = find_preset(store, preset_id)
     params = preset.params() if preset is not None else SamplingParams()
     params = replace(params, temperature=float(temperature), top_p=float(top_p), max_tokens=int(max_tokens))

@@ -60,7 +60,7 @@ class GridPoint:
 
 @dataclass(frozen=True, slots=True)
 class BatchPlan:
-    """What a job runs: every prompt against every grid point, on top of base settings."""
+    """The runs of a job: every prompt at every grid point, on top of shared base settings."""
 
     rows: tuple[PromptRow, ...]
     points: tuple[GridPoint, ...]
@@ -290,7 +290,7 @@ class JobManager:
             job.state = "cancelled"
             logger.info("batch job %s cancelled after %d of %d runs", job.id, job.done, plan.total)
         except Exception as exc:
-            # A bug, not a model failure (those become rows): keep what finished and say what broke.
+            # A bug, not a model failure (those become rows): keep what finished and record what broke.
             job.state = "failed"
             job.problem = f"{type(exc).__name__}: {exc}"
             logger.exception("batch job %s failed", job.id)

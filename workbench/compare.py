@@ -46,7 +46,7 @@ class Spread:
 
 @dataclass(frozen=True, slots=True)
 class PaneSnapshot:
-    """What a pane shows at one moment: the live run's text and figures, and the runs done."""
+    """The view of a pane at one moment: the live run's text and figures, and the finished runs."""
 
     label: str
     model: str
@@ -149,12 +149,18 @@ class CompareRun:
         for state in self._states:
             live = state.live
             last = state.runs[-1] if state.runs else None
+            # A running pane shows its live text, a finished one the text of its last run.
+            text, reasoning = "", ""
+            if live is not None:
+                text, reasoning = live.text, live.reasoning
+            elif last is not None:
+                text, reasoning = last.text, last.reasoning
             snapshots.append(
                 PaneSnapshot(
                     label=state.pane.label,
                     model=state.pane.spec.model,
-                    text=live.text if live else (last.text if last else ""),
-                    reasoning=live.reasoning if live else (last.reasoning if last else ""),
+                    text=text,
+                    reasoning=reasoning,
                     running=live is not None,
                     runs=tuple(state.runs),
                     repeats=self._repeats,

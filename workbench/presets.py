@@ -1,9 +1,9 @@
 """Scenario presets: shipped in assets/presets.toml, overridable in the config, saved by users.
 
 A preset is a named set of sampling parameters plus a system prompt. The
-shipped file is read once at start-up; `[presets.overrides.<id>]` tables in
-the config change single fields of a shipped preset or add new ones; presets
-users save go to a JSON file in the data directory and survive restarts.
+shipped file is read once at start-up. `[presets.overrides.<id>]` tables in
+the config change single fields of a shipped preset or add new ones. Presets
+that users save go to a JSON file in the data directory and survive restarts.
 """
 
 from __future__ import annotations
@@ -256,7 +256,7 @@ class PresetStore:
     def save(self, name: str, values: Mapping[str, Any]) -> str:
         """Save or replace a user preset under `name` and persist it; return the preset id.
 
-        `values` holds the sampling fields and `system_prompt`; the label and
+        `values` contains the sampling fields and `system_prompt`; the label and
         description are made from the name.
         """
         name = self._check_name(name)

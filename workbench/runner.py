@@ -28,7 +28,7 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class RunSpec:
-    """What to send: a model, its sampling parameters and an optional system prompt."""
+    """The settings of a run: a model, its sampling parameters and an optional system prompt."""
 
     model: str
     params: SamplingParams = field(default_factory=SamplingParams)
