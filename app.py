@@ -29,6 +29,7 @@ from backends.errors import ConfigError
 from backends.pipeline import build_router
 from backends.registry import BackendContext
 from config import CONFIG_ENV, AppConfig, load_config, resolve_config_path
+from multimodal.image_service import ImageService
 from ui.root import mount_ui
 from ui.services import UIServices
 from workbench.batch import JobManager
@@ -59,6 +60,8 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
         executor.shutdown(wait=False)
         raise
     api_keys = ApiKeys.from_env(context.env, config.server.api_keys_env)
+    # Images get their own small pool: each decode may take a few hundred MB.
+    images = ImageService.from_config(config, router)
     # Batch jobs belong to this service, not to a browser session, so they outlive a closed tab.
     jobs = JobManager(router, config.batch)
 
@@ -68,6 +71,7 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
             yield
         finally:
             await jobs.aclose()
+            images.close()
             await router.aclose()
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -81,7 +85,7 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
         )
 
     # API routes first: the UI is mounted at "/" and would shadow later routes.
-    install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys))
+    install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys, images=images))
     app.include_router(metrics_api.router)
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.
@@ -96,6 +100,7 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
             max_prompt_chars=config.server.max_prompt_chars,
             presets=presets,
             jobs=jobs,
+            image_pipeline=images,
         ),
     )
     return app
