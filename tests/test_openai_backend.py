@@ -737,9 +737,23 @@ def test_registry_builds_openai_backend() -> None:
     assert backend._models_url == "http://127.0.0.1:1/v1/models"
 
 
-def test_models_report_capabilities(openai_server_thread: FakeOpenAIServer) -> None:
-    backend = make_backend(openai_server_thread)
+def test_thread_server_serves_sync_callers(openai_server_thread: FakeOpenAIServer) -> None:
+    openai_server_thread.script(Behaviour(reply="from a thread"))
 
+    async def run() -> list[Event]:
+        backend = make_backend(openai_server_thread)
+        try:
+            return await collect(backend, ask("sync"))
+        finally:
+            await backend.aclose()
+
+    events = asyncio.run(run())
+
+    assert text_of(events) == "from a thread"
+    assert openai_server_thread.chat_requests[-1].json["messages"] == [{"role": "user", "content": "sync"}]
+
+
+async def test_models_report_capabilities(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
     infos = {info.name: info for info in backend.models()}
 
     assert infos["chat"].upstream == "fake-model"
