@@ -7,6 +7,11 @@ PORT ?= 7860
 # Debian packages the test suite drives: a browser, a Redis server, ffmpeg.
 SYSTEM_PACKAGES := chromium redis-server ffmpeg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# pip builds llama-cpp-python from source. A native build (-march=native) turns on
+# ggml's AMX kernels where the CPU reports AMX, and on such a VM llama-cpp-python
+# 0.3.36 crashed with SIGSEGV in ggml_backend_amx_mul_mat on every multi-token
+# prompt. This portable AVX2 build avoids those kernels.
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
 .PHONY: run install install-test system-packages test typecheck bench clean
 

@@ -438,3 +438,25 @@ def test_url_must_be_a_websocket_url() -> None:
         make_backend("http://127.0.0.1:1/ws/chat")
 
     assert "must start with ws:// or wss://" in str(caught.value)
+
+
+async def test_late_messages_after_ignored_cancel_are_dropped(backend: WebSocketBackend, ws_server: FakeWsServer) -> None:
+    ws_server.script(WsBehaviour(reply="late " * 20, chunk_delay=0.01, ignore_cancel=True), WsBehaviour(reply="fresh reply"))
+    stream = backend.stream(ask())
+    await stream.__anext__()
+    await stream.aclose()
+
+    events = await collect(backend, ask())
+    await wait_for(lambda: ws_server.in_flight == 0)
+
+    assert text_of(events) == "fresh reply"
+    assert len(ws_server.cancels) == 1
+    assert ws_server.connections == 1
+
+
+async def test_health_reports_a_running_server(backend: WebSocketBackend, ws_server: FakeWsServer) -> None:
+    health = await backend.health()
+
+    assert health.reachable is True
+    assert health.backend == "remote"
+    assert ws_server.connections == 1
