@@ -1,4 +1,4 @@
-"""The circuit breaker alone, over the scripted backend, with a fake clock."""
+"""The circuit breaker, through a balancer with one endpoint over the scripted backend, with a fake clock."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from backends import scripted
 from backends.errors import AuthError, BadRequestError, InsufficientBalanceError, OverloadedError
-from backends.layers.circuit import CircuitBreaker, CircuitLayer, CircuitSettings
+from backends.layers.balancer import BalancerLayer, BalancerSettings, Endpoint
+from backends.layers.circuit import CircuitBreaker, CircuitSettings
 from backends.layers.clock import FakeClock
 from backends.layers.errors import CircuitOpenError
 from backends.layers.metrics import Metrics
@@ -25,15 +26,27 @@ def make_backend(*replies: dict[str, Any], cycle: bool = False) -> scripted.Scri
     return backend
 
 
-def make_layer(backend: scripted.ScriptedBackend, clock: FakeClock, metrics: Metrics, **settings: Any) -> CircuitLayer:
-    return CircuitLayer(backend, CircuitBreaker("remote", CircuitSettings(**settings), clock, metrics))
+class Guarded:
+    """One endpoint behind its breaker, as the balancer serves it."""
+
+    def __init__(self, backend: scripted.ScriptedBackend, clock: FakeClock, metrics: Metrics, **settings: Any) -> None:
+        self.breaker = CircuitBreaker("remote", CircuitSettings(**settings), clock, metrics)
+        endpoint = Endpoint(backend=backend, breaker=self.breaker)
+        self.balancer = BalancerLayer([endpoint], BalancerSettings(), clock=clock, metrics=metrics)
+
+    def stream(self, chat: ChatRequest) -> Any:
+        return self.balancer.stream(chat)
+
+
+def make_layer(backend: scripted.ScriptedBackend, clock: FakeClock, metrics: Metrics, **settings: Any) -> Guarded:
+    return Guarded(backend, clock, metrics, **settings)
 
 
 def request() -> ChatRequest:
     return ChatRequest(messages=(Message.text("user", "hi"),), model="m")
 
 
-async def call(layer: CircuitLayer) -> list[Event] | Exception:
+async def call(layer: Guarded) -> list[Event] | Exception:
     try:
         return [event async for event in layer.stream(request())]
     except Exception as error:  # the test inspects each outcome

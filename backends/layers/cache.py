@@ -146,9 +146,10 @@ class CacheLayer(Layer):
         inner = self._inner.stream(request)
         try:
             async for event in inner:
-                if isinstance(event, TextDelta):
+                # Exact type checks: this loop runs once per chunk in every reply.
+                if type(event) is TextDelta:
                     text.append(event.text)
-                elif isinstance(event, ReasoningDelta):
+                elif type(event) is ReasoningDelta:
                     reasoning.append(event.text)
                 elif isinstance(event, Notice) and event.kind == "falling_back":
                     fell_back = True

@@ -1,10 +1,13 @@
-"""The circuit breaker: stops sending requests to an endpoint that keeps failing."""
+"""The circuit breaker: stops sending requests to an endpoint that keeps failing.
+
+The balancer consults one breaker per endpoint before it picks one, and
+reports the outcome of every request it sent there.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
 from typing import Literal
 
 from pydantic import Field
@@ -14,9 +17,7 @@ from backends.errors import AuthError, InsufficientBalanceError, ParleyError, Re
 from backends.layers.clock import Clock
 from backends.layers.errors import CircuitOpenError
 from backends.layers.metrics import Metrics
-from backends.layers.layer import Layer, close_stream
 from backends.settings import StrictModel
-from backends.types import ChatRequest, Event, Finished
 
 logger = logging.getLogger(__name__)
 
@@ -144,30 +145,3 @@ class CircuitBreaker:
         self._calls.clear()
         self._metrics.set_circuit_state(self.endpoint, "closed")
         logger.info("circuit of %s closed after a successful probe", self.endpoint)
-
-
-class CircuitLayer(Layer):
-    """Passes requests to one endpoint while its breaker admits them, and reports each outcome to it."""
-
-    def __init__(self, inner: Backend, breaker: CircuitBreaker) -> None:
-        super().__init__(inner)
-        self.breaker = breaker
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        self.breaker.acquire()
-        verdict_recorded = False
-        inner = self._inner.stream(request)
-        try:
-            async for event in inner:
-                if isinstance(event, Finished):
-                    self.breaker.record(None)
-                    verdict_recorded = True
-                yield event
-        except ParleyError as error:
-            self.breaker.record(error)
-            verdict_recorded = True
-            raise
-        finally:
-            if not verdict_recorded:
-                self.breaker.release()
-            await close_stream(inner)

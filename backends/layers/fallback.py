@@ -147,10 +147,11 @@ class FallbackLayer(Backend):
             inner = step.backend.stream(dataclasses.replace(request, model=step.model))
             try:
                 async for event in inner:
-                    if isinstance(event, (TextDelta, ReasoningDelta)):
+                    if type(event) is Finished:
+                        if failures:
+                            event = dataclasses.replace(event, failures=(*failures, *event.failures))
+                    elif not delivered and isinstance(event, (TextDelta, ReasoningDelta)):
                         delivered = True
-                    elif isinstance(event, Finished) and failures:
-                        event = dataclasses.replace(event, failures=(*failures, *event.failures))
                     yield event
                 return
             except ParleyError as error:

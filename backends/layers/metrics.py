@@ -157,11 +157,13 @@ class MetricsLayer(Layer):
         inner = self._inner.stream(request)
         try:
             async for event in inner:
-                if first_token is None and isinstance(event, (TextDelta, ReasoningDelta)):
-                    first_token = self._clock.monotonic() - started
-                elif isinstance(event, Usage):
+                # Exact type checks: this loop runs once per chunk in every reply.
+                if type(event) is TextDelta or type(event) is ReasoningDelta:
+                    if first_token is None:
+                        first_token = self._clock.monotonic() - started
+                elif type(event) is Usage:
                     usages.append(event)
-                elif isinstance(event, Finished):
+                elif type(event) is Finished:
                     finished = event
                 yield event
         except ParleyError as failure:

@@ -118,11 +118,12 @@ class RetryLayer(Layer):
             inner = self._inner.stream(request)
             try:
                 async for event in inner:
-                    if isinstance(event, Finished) and labels:
-                        event = dataclasses.replace(
-                            event, failures=(describe_failures(request.model, labels), *event.failures)
-                        )
-                    if not isinstance(event, Notice):
+                    if type(event) is Finished:
+                        if labels:
+                            event = dataclasses.replace(
+                                event, failures=(describe_failures(request.model, labels), *event.failures)
+                            )
+                    elif not started and type(event) is not Notice:
                         started = True
                     yield event
                 return
