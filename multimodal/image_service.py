@@ -9,7 +9,8 @@ tab) goes through `ImageService`, so the rules hold everywhere:
   rejected with `ImageNotSupportedError` naming the models that can;
 - images in earlier turns never make a later turn fail: for a model without
   vision they are replaced by a text placeholder, with a notice, so a user
-  can switch to a text-only model in the middle of a conversation;
+  can switch to a text-only model in the middle of a conversation, and an
+  earlier image that cannot be read is replaced the same way;
 - every image is prepared by the pipeline with the limits of the model that
   will see it; images this service prepared earlier within those limits
   are passed on unchanged, so their `sha256` (part of the cache key) is stable.
@@ -46,10 +47,20 @@ IMAGE_PLACEHOLDER = "[image omitted: this model cannot see images]\n"
 # How many prepared images the service remembers, to pass them on unchanged.
 _REMEMBERED_IMAGES = 4096
 
+# Bytes of prepared images kept for reuse when a conversation sends them again.
+_RESULTS_MAX_BYTES = 64 * 1024 * 1024
+
+# The text in place of an earlier image that could not be read.
+UNREADABLE_PLACEHOLDER = "[image omitted: the file could not be read]\n"
+
 NOTICES: dict[str, dict[str, str]] = {
     "images_omitted": {
         "en": "{model} cannot see images, so {count} image(s) from earlier turns were left out of this request.",
         "zh-CN": "{model} 无法识别图片，因此本次请求省略了之前对话中的 {count} 张图片。",
+    },
+    "images_unreadable": {
+        "en": "{count} image(s) from earlier turns could not be read and were left out of this request.",
+        "zh-CN": "之前对话中的 {count} 张图片无法读取，已从本次请求中省略。",
     },
     "vision_fallback": {
         "en": "{model} cannot see images; {target} answers this message instead.",
@@ -83,6 +94,9 @@ class ImageService:
         self._chains = {name: list(chain) for name, chain in chains.items()}
         # sha256 of images this service produced -> (long side, bytes).
         self._prepared: OrderedDict[str, tuple[int, int]] = OrderedDict()
+        # (sha256 of the raw image, limits) -> the prepared image, least recently used first.
+        self._results: OrderedDict[tuple[str, ImageLimits], ImagePart] = OrderedDict()
+        self._results_bytes = 0
 
     @classmethod
     def from_config(cls, config: AppConfig, router: Router, executor: Executor | None = None) -> ImageService:
@@ -144,26 +158,64 @@ class ImageService:
         if count == 0:
             return fitted
 
+        # An image in an earlier turn that cannot be read (it failed when it was
+        # sent, and the chat history kept it) becomes a placeholder, so it does
+        # not fail every later turn; one in the latest user message raises.
         limits_model = self._models.get(request.model)
-        messages = await asyncio.gather(
-            *(self._prepare_message(message, index, limits_model) for index, message in enumerate(request.messages))
+        latest_user = _latest_user_index(request.messages)
+        results = await asyncio.gather(
+            *(
+                self._prepare_message(message, index, limits_model, tolerate=latest_user is not None and index < latest_user)
+                for index, message in enumerate(request.messages)
+            )
         )
-        return FittedRequest(dataclasses.replace(request, messages=tuple(messages)), fitted.notices)
+        messages = tuple(message for message, _ in results)
+        unreadable = sum(count for _, count in results)
+        notices = fitted.notices
+        if unreadable:
+            text = _notice("images_unreadable", request.language, count=unreadable)
+            notices = (*notices, Notice(kind="info", message=text))
+        return FittedRequest(dataclasses.replace(request, messages=messages), notices)
 
-    async def _prepare_message(self, message: Message, index: int, model: ModelSettings | None) -> Message:
+    async def _prepare_message(
+        self, message: Message, index: int, model: ModelSettings | None, *, tolerate: bool
+    ) -> tuple[Message, int]:
+        """Prepare the images of one message; with `tolerate`, replace unreadable ones and count them."""
         if not message.images:
-            return message
+            return message, 0
 
         parts: list[Part] = []
+        unreadable = 0
         for number, part in enumerate(message.parts):
             if isinstance(part, ImagePart) and not self._fits(part, model):
                 try:
-                    part = (await self.prepare(part.data, model.name if model else None)).part
+                    part = await self._prepare_part(part, model)
                 except ParleyError as error:
-                    error.params.setdefault("param", f"messages[{index}].content[{number}]")
-                    raise
+                    if not tolerate:
+                        error.params.setdefault("param", f"messages[{index}].content[{number}]")
+                        raise
+                    logger.info("left an unreadable image out of messages[%d]: %s", index, error)
+                    part = TextPart(UNREADABLE_PLACEHOLDER)
+                    unreadable += 1
             parts.append(part)
-        return Message(role=message.role, parts=tuple(parts))
+        return Message(role=message.role, parts=tuple(parts)), unreadable
+
+    async def _prepare_part(self, part: ImagePart, model: ModelSettings | None) -> ImagePart:
+        """Prepare a raw image, reusing the result for the same bytes and limits (chat history repeats them)."""
+        limits = self.pipeline.limits(model)
+        key = (part.sha256, limits)
+        cached = self._results.get(key)
+        if cached is not None:
+            self._results.move_to_end(key)
+            return cached
+
+        prepared = (await self.prepare(part.data, model.name if model else None)).part
+        self._results[key] = prepared
+        self._results_bytes += len(prepared.data)
+        while self._results_bytes > _RESULTS_MAX_BYTES and self._results:
+            _, dropped = self._results.popitem(last=False)
+            self._results_bytes -= len(dropped.data)
+        return prepared
 
     def _fits(self, part: ImagePart, model: ModelSettings | None) -> bool:
         """Tell whether this service prepared `part` already, within `model`'s limits."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from backends.types import ImagePart, TextPart
 from config import parse_config
-from multimodal.image_service import IMAGE_PLACEHOLDER
+from multimodal.image_service import IMAGE_PLACEHOLDER, UNREADABLE_PLACEHOLDER
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 from tests.gateway_setup import BARE_RESILIENCE, Gateway, run_gateway
 from tests.test_images import RED, marked_upright, near, noisy_photo, png_header_only
@@ -143,6 +144,44 @@ async def test_history_image_becomes_placeholder(gateway: Gateway, http: httpx.A
     assert first.parts == (TextPart("what is this"), TextPart(IMAGE_PLACEHOLDER))
 
 
+async def test_unreadable_history_image_is_skipped(gateway: Gateway, http: httpx.AsyncClient) -> None:
+    broken = data_url(b"not an image at all\n", mime="image/png")
+    good = jpeg(noisy_photo((120, 80)))
+    body = {
+        "model": "seer",
+        "messages": [
+            image_turn(broken),
+            {"role": "assistant", "content": "That file did not open."},
+            image_turn(data_url(good), text="try this one"),
+        ],
+    }
+
+    response = await http.post("/chat/completions", json=body)
+
+    assert response.status_code == 200
+    messages = gateway.scripted().received[-1].messages
+    assert messages[0].parts == (TextPart("what is this"), TextPart(UNREADABLE_PLACEHOLDER))
+    assert len(messages[2].images) == 1
+
+
+async def test_unreadable_latest_image_is_400(http: httpx.AsyncClient) -> None:
+    body = {
+        "model": "seer",
+        "messages": [
+            image_turn(data_url(jpeg(noisy_photo((60, 60))))),
+            {"role": "assistant", "content": "A square."},
+            image_turn(data_url(b"%PDF-1.4\n", mime="image/png")),
+        ],
+    }
+
+    response = await http.post("/chat/completions", json=body)
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == "messages[2].content[1]"
+    assert "a PDF document, not an image" in error["message"]
+
+
 async def test_new_image_without_vision_chain_is_400(http: httpx.AsyncClient) -> None:
     body = {"model": "echo", "messages": [image_turn(data_url(jpeg(noisy_photo((50, 50)))))]}
 
@@ -208,3 +247,20 @@ async def test_cache_key_follows_image_content(openai_server: FakeOpenAIServer) 
     assert len(received) == 2
     images = [request.messages[0].images[0] for request in received]
     assert images[0].sha256 != images[1].sha256
+
+
+async def test_repeated_history_image_is_prepared_once(
+    gateway: Gateway, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    first_turn = image_turn(data_url(jpeg(noisy_photo((300, 300)))))
+    conversation = [first_turn, {"role": "assistant", "content": "Noise."}, {"role": "user", "content": "and now?"}]
+
+    with caplog.at_level(logging.INFO, logger="multimodal.images"):
+        for messages in ([first_turn], conversation):
+            response = await http.post("/chat/completions", json={"model": "seer", "messages": messages})
+            assert response.status_code == 200
+
+    prepared = [record for record in caplog.records if record.getMessage().startswith("image prepared")]
+    assert len(prepared) == 1
+    received = gateway.scripted().received
+    assert received[-1].messages[0].images[0].sha256 == received[-2].messages[0].images[0].sha256
