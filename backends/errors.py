@@ -29,8 +29,9 @@ class ParleyError(Exception):
     code: ClassVar[str] = "internal_error"
     http_status: ClassVar[int] = 500
     retryable: ClassVar[bool] = False
-    # A sentence that names what the user can do; subclasses override it.
-    fix: ClassVar[str] = "Retry, and report the problem if it persists."
+    # A sentence that names what the user can do; subclasses override it and
+    # a raise site may pass a more specific one.
+    fix: str = "Retry, and report the problem if it persists."
 
     def __init__(
         self,
