@@ -10,7 +10,8 @@ app does (cache bypassed, retry, fallback, circuit breaker, balancer).
 
 Figures:
     wall time      submit to the job's end, against the ideal
-                   (runs x latency / concurrency)
+                   (runs x latency / concurrency) and against an anchor:
+                   the same requests sent by httpx alone right after the job
     peak RSS       the process's VmHWM after the job, and its growth over
                    the RSS before the job
     chat start     time to the first token of a chat request sent every
@@ -123,6 +124,26 @@ async def chat_starts(router: Router, model: str, stop: asyncio.Event, every: fl
     return starts
 
 
+async def plain_httpx(base_url: str, total: int, concurrency: int) -> float:
+    """Send `total` streamed requests with httpx alone, `concurrency` at a time; return the wall time.
+
+    This anchor is what a bare Python client achieves on the same machine at the same moment.
+    """
+    slots = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
+
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
+        async def one(index: int) -> None:
+            body = {"model": "remote", "stream": True, "messages": [{"role": "user", "content": f"prompt {index}"}]}
+            async with slots, client.stream("POST", "/chat/completions", json=body) as response:
+                async for _ in response.aiter_lines():
+                    pass
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one(index) for index in range(total)))
+        return time.perf_counter() - started
+
+
 def describe(values: list[float]) -> str:
     if not values:
         return "no samples"
@@ -157,6 +178,7 @@ async def measure(base_url: str, args: argparse.Namespace) -> None:
     busy_local, busy_remote = await asyncio.gather(*chat_tasks)
     peak = rss_kb("VmHWM")
     await router.aclose()
+    anchor_wall = await plain_httpx(base_url, plan.total, args.concurrency)
 
     ideal = plan.total * args.latency / args.concurrency
     latencies = [row.latency_s for row in job.rows() if row.latency_s is not None]
@@ -166,6 +188,8 @@ async def measure(base_url: str, args: argparse.Namespace) -> None:
           f"server latency {args.latency * 1000:.0f} ms")
     print(f"job: {job.state}, {job.done} done, {job.failed} failed")
     print(f"wall time: {wall:.2f} s, ideal {ideal:.2f} s, {(wall / ideal - 1) * 100:+.1f}% over the ideal")
+    print(f"anchor, httpx alone, same runs and concurrency: {anchor_wall:.2f} s, "
+          f"{(anchor_wall / ideal - 1) * 100:+.1f}% over the ideal; the batch took {wall / anchor_wall:.2f}x the anchor")
     print(f"per-run latency: {describe(latencies)}")
     print(f"client CPU time during the job: {cpu:.2f} s ({cpu / plan.total * 1000:.2f} ms per run)")
     print(f"peak RSS: {peak / 1024:.1f} MiB (RSS before the job {rss_before / 1024:.1f} MiB, "
