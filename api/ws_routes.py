@@ -132,6 +132,12 @@ class ChatSession:
 
         try:
             chat = ws_protocol.message_to_request(message)
+            if self._services.images is not None:
+                # The same image rules as the HTTP gateway; notices go out before the reply.
+                fitted = await self._services.images.prepare_request(chat)
+                chat = fitted.request
+                for notice in fitted.notices:
+                    await self._send(_encode_event(notice, message.id))
             check_chat_request(chat, self._services.router, self._services.server.max_prompt_chars)
         except ParleyError as exc:
             await self._send_error(exc, message.id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +14,7 @@ import httpx
 import openai
 import pytest
 from PIL import Image
+from websockets.asyncio.client import connect
 
 from backends.types import ImagePart, TextPart
 from config import parse_config
@@ -264,3 +267,26 @@ async def test_repeated_history_image_is_prepared_once(
     assert len(prepared) == 1
     received = gateway.scripted().received
     assert received[-1].messages[0].images[0].sha256 == received[-2].messages[0].images[0].sha256
+
+
+async def test_websocket_image_goes_to_vision_fallback(gateway: Gateway) -> None:
+    message = {
+        "type": "request",
+        "id": "img-1",
+        "model": "blind",
+        "messages": [image_turn(data_url(gps_photo()), text="describe")],
+    }
+
+    async with connect(gateway.url.replace("http", "ws", 1) + "/ws/chat") as connection:
+        await connection.send(json.dumps(message))
+        replies: list[dict[str, Any]] = []
+        while not replies or replies[-1]["type"] not in ("done", "error"):
+            replies.append(json.loads(await asyncio.wait_for(connection.recv(), timeout=10)))
+
+    assert replies[0]["type"] == "notice"
+    assert replies[0]["message"] == "blind cannot see images; seer answers this message instead."
+    assert replies[-1]["type"] == "done"
+    assert replies[-1]["served_by"] == "script/seer"
+    sent = gateway.scripted().received[-1].messages[0].images[0]
+    assert b"SecretCam" not in sent.data
+    assert Image.open(io.BytesIO(sent.data)).size == (1200, 600)
