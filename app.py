@@ -21,6 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api import audio as audio_api
 from api import install_api
 from api import metrics as metrics_api
 from api.auth import ApiKeys
@@ -30,6 +31,7 @@ from backends.pipeline import build_router
 from backends.registry import BackendContext
 from config import CONFIG_ENV, AppConfig, load_config, resolve_config_path
 from multimodal.image_service import ImageService
+from multimodal.transcribe import Transcriber
 from ui.root import mount_ui
 from ui.services import UIServices
 from workbench.batch import JobManager
@@ -64,13 +66,19 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
     images = ImageService.from_config(config, router)
     # Batch jobs belong to this service, not to a browser session, so they outlive a closed tab.
     jobs = JobManager(router, config.batch)
+    # Images get their own small pool: each decode may take a few hundred MB.
+    images = ImageService.from_config(config, router)
+    # Speech-to-text has its own pool, sized for Whisper; its model loads after start-up.
+    transcriber = Transcriber(config.audio)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        transcriber.start()
         try:
             yield
         finally:
             await jobs.aclose()
+            transcriber.close()
             images.close()
             await router.aclose()
             executor.shutdown(wait=False, cancel_futures=True)
@@ -87,6 +95,8 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
     # API routes first: the UI is mounted at "/" and would shadow later routes.
     install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys, images=images))
     app.include_router(metrics_api.router)
+    app.state.parley_transcriber = transcriber
+    app.include_router(audio_api.router)
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.
     if not ui:
@@ -100,6 +110,7 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
             max_prompt_chars=config.server.max_prompt_chars,
             presets=presets,
             jobs=jobs,
+            transcriber=transcriber,
             image_pipeline=images,
         ),
     )

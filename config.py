@@ -29,6 +29,7 @@ from backends.errors import ConfigError
 from backends.layers.settings import ResilienceSettings
 from backends.registry import settings_class
 from backends.settings import BackendSettings, StrictModel
+from multimodal.audio_settings import AudioSettings
 from multimodal.images import ImageSettings
 from ui.settings import UISettings
 from workbench.batch import BatchSettings
@@ -77,6 +78,7 @@ class AppConfig(StrictModel):
     batch: BatchSettings = Field(default_factory=BatchSettings)
     ui: UISettings = Field(default_factory=UISettings)
     images: ImageSettings = Field(default_factory=ImageSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
 
     _source: str = PrivateAttr(default="built-in defaults")
 

@@ -201,6 +201,43 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "The configuration is invalid. Fix the config file and start Parley again.",
         "zh-CN": "配置无效。请修正配置文件，然后重新启动 Parley。",
     },
+    # Speech input (multimodal.speech_errors); params come from the error.
+    "error.audio_empty": {
+        "en": "The recording is empty. Record again or upload another file.",
+        "zh-CN": "录音是空的。请重新录音或上传其他文件。",
+    },
+    "error.audio_corrupt": {
+        "en": "The recording could not be decoded ({reason}). Upload it again or convert it to WAV or MP3.",
+        "zh-CN": "无法解码这段录音（{reason}）。请重新上传，或转换为 WAV 或 MP3 后再试。",
+    },
+    "error.audio_truncated": {
+        "en": "The recording is cut off: only {decoded_s} s of the stated {stated_s} s could be decoded. Upload the whole file again.",
+        "zh-CN": "录音不完整：文件声明 {stated_s} 秒，只能解码 {decoded_s} 秒。请重新上传完整的文件。",
+    },
+    "error.audio_too_long": {
+        "en": "The recording is {seconds} s long; the limit is {limit_s} s. Send a shorter recording.",
+        "zh-CN": "录音长 {seconds} 秒，超过了 {limit_s} 秒的上限。请发送更短的录音。",
+    },
+    "error.audio_file_too_large": {
+        "en": "The file is {size_mb} MB; the limit is {limit_mb} MB. Send a smaller file.",
+        "zh-CN": "文件大小为 {size_mb} MB，超过了 {limit_mb} MB 的上限。请发送更小的文件。",
+    },
+    "error.no_speech": {
+        "en": "No speech detected in the recording. Speak closer to the microphone and try again.",
+        "zh-CN": "录音中没有检测到语音。请靠近麦克风再说一遍。",
+    },
+    "error.unsupported_language": {
+        "en": "The speech model does not support the language “{language}”. Pick Chinese, English or automatic detection.",
+        "zh-CN": "语音模型不支持语言“{language}”。请选择中文、英文或自动检测。",
+    },
+    "error.speech_queue_full": {
+        "en": "{waiting} recordings are waiting to be transcribed. Try again in a minute.",
+        "zh-CN": "已有 {waiting} 段录音在等待转写。请一分钟后再试。",
+    },
+    "error.speech_model_unavailable": {
+        "en": "The speech model could not be loaded ({reason}). Check audio.model in the config and the server log.",
+        "zh-CN": "语音模型无法加载（{reason}）。请检查配置中的 audio.model 和服务器日志。",
+    },
     "error.unknown": {
         "en": "{detail}. {fix}",
         "zh-CN": "出错了（{code}）：{detail}。{fix}",
