@@ -50,3 +50,32 @@ def test_preset_sets_chat_sliders_in_chinese(app_url: str) -> None:
             playwright_api.expect(picker).to_have_value("自定义")
         finally:
             browser.close()
+
+
+def test_scenarios_tab_saves_preset_for_chat(app_url: str) -> None:
+    with playwright_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_context(locale="zh-CN").new_page()
+            page.goto(app_url + "/")
+            page.get_by_role("tab", name="场景").click()
+
+            preset = page.locator("#parley-scn-preset input")
+            preset.click()
+            page.get_by_role("option", name="摘要").click()
+            playwright_api.expect(page.locator("#parley-scn-description")).to_contain_text("简短、客观地概括要点")
+            playwright_api.expect(page.locator("#parley-scn-max-tokens input[type=number]")).to_have_value("512")
+            playwright_api.expect(page.locator("#parley-scn-frequency input[type=number]")).to_have_value("0.3")
+
+            page.locator("#parley-scn-name textarea").fill("我的摘要")
+            page.locator("#parley-scn-save").click()
+            playwright_api.expect(page.locator("#parley-scn-status")).to_contain_text("已保存预设“我的摘要”。")
+            playwright_api.expect(preset).to_have_value("我的摘要")
+
+            page.get_by_role("tab", name="对话").click()
+            page.locator("#parley-sampling").get_by_text("模型与采样").click()
+            page.locator("#parley-preset input").click()
+            page.get_by_role("option", name="我的摘要").click()
+            playwright_api.expect(page.locator("#parley-max-tokens input[type=number]")).to_have_value("512")
+        finally:
+            browser.close()
