@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import TypeVar
 
+from backends.errors import ImageNotSupportedError, NotFoundError
+from backends.settings import ModelSettings
 from backends.types import ChatRequest, Event, Health, ModelInfo
+
+ModelSettingsT = TypeVar("ModelSettingsT", bound=ModelSettings)
 
 
 class Backend(ABC):
@@ -38,3 +43,21 @@ class Backend(ABC):
 
     async def aclose(self) -> None:
         """Release connections, threads and models held by the backend."""
+
+
+def find_model(models: Mapping[str, ModelSettingsT], request: ChatRequest, backend: str) -> ModelSettingsT:
+    """Return the settings of the model that `request` names, checked against the request.
+
+    Raises NotFoundError, listing the backend's models, for an unknown name,
+    and ImageNotSupportedError for an image sent to a model without vision.
+    """
+    model = models.get(request.model)
+    if model is None:
+        raise NotFoundError(
+            f"model {request.model!r} is not served by this backend",
+            backend=backend,
+            fix=f"Pick one of: {', '.join(models)}.",
+        )
+    if not model.vision and any(message.images for message in request.messages):
+        raise ImageNotSupportedError("the model cannot see images", backend=backend, model=model.name)
+    return model

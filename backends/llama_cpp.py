@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import Field, model_validator
 
-from backends.base import Backend
+from backends.base import Backend, find_model
 from backends.errors import (
     ConfigError,
     ContextTooLongError,
-    ImageNotSupportedError,
-    NotFoundError,
     ParleyError,
 )
 from backends.registry import BackendContext
@@ -70,6 +68,9 @@ class Settings(BackendSettings):
         if not self.models:
             # Frozen model: set through object.__setattr__ the way pydantic does itself.
             object.__setattr__(self, "models", [ModelSettings(name=DEFAULT_MODEL, max_context=self.n_ctx)])
+        seeing = [model.name for model in self.models if model.vision]
+        if seeing:
+            raise ValueError(f"models {seeing} set vision = true, but llama_cpp runs text-only models; remove it")
         return self
 
 
@@ -125,15 +126,12 @@ class LlamaCppBackend(Backend):
         self.last_generation: Generation | None = None
 
     def models(self) -> list[ModelInfo]:
-        # The model has no vision and its context is n_ctx, whatever the model entries set.
+        # The context is n_ctx, whatever max_context the model entries set.
         infos = [model.info(self.name) for model in self._models.values()]
-        return [
-            replace(info, capabilities=replace(info.capabilities, vision=False, max_context=self.settings.n_ctx))
-            for info in infos
-        ]
+        return [replace(info, capabilities=replace(info.capabilities, max_context=self.settings.n_ctx)) for info in infos]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        model = self._check(request)
+        model = find_model(self._models, request, self.name)
         loop = asyncio.get_running_loop()
 
         await self._lock.acquire()
@@ -154,18 +152,6 @@ class LlamaCppBackend(Backend):
                 self._lock.release()
             else:
                 worker.add_done_callback(lambda _: self._lock.release())
-
-    def _check(self, request: ChatRequest) -> ModelSettings:
-        model = self._models.get(request.model)
-        if model is None:
-            raise NotFoundError(
-                f"model {request.model!r} is not served by this backend",
-                backend=self.name,
-                fix=f"Pick one of: {', '.join(self._models)}.",
-            )
-        if any(message.images for message in request.messages):
-            raise ImageNotSupportedError("the local model cannot see images", backend=self.name, model=model.name)
-        return model
 
     async def _load(self, loop: asyncio.AbstractEventLoop) -> Llama:
         # Called with the lock held. The shield lets a load that a cancelled

@@ -18,8 +18,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from backends.base import Backend
-from backends.errors import ERROR_CODES, ConfigError, ImageNotSupportedError, NotFoundError, error_class_for_code
+from backends.base import Backend, find_model
+from backends.errors import ERROR_CODES, ConfigError, error_class_for_code
 from backends.registry import BackendContext
 from backends.settings import BackendSettings, ModelSettings, StrictModel
 from backends.types import (
@@ -177,7 +177,7 @@ class ScriptedBackend(Backend):
         return ScriptedReply(text=last_user)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        model = self._check(request)
+        model = find_model(self._models, request, self.name)
         reply = self.pick_reply(request)
         self.received.append(request)
         logger.info("scripted reply on %s/%s (%d chars, error=%s)", self.name, model.name, len(reply.text), reply.error)
@@ -188,19 +188,6 @@ class ScriptedBackend(Backend):
                 yield event
         finally:
             self.in_flight -= 1
-
-    def _check(self, request: ChatRequest) -> ModelSettings:
-        model = self._models.get(request.model)
-        if model is None:
-            known = ", ".join(self._models)
-            raise NotFoundError(
-                f"model {request.model!r} is not served by this backend",
-                backend=self.name,
-                fix=f"Pick one of: {known}.",
-            )
-        if not model.vision and any(message.images for message in request.messages):
-            raise ImageNotSupportedError("the model cannot see images", backend=self.name, model=model.name)
-        return model
 
     async def _play(self, request: ChatRequest, model: ModelSettings, reply: ScriptedReply) -> AsyncIterator[Event]:
         text, finish_reason = _apply_limits(reply, request)

@@ -21,12 +21,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from backends import ws_protocol
-from backends.base import Backend
+from backends.base import Backend, find_model
 from backends.errors import (
     AuthError,
     ConnectionFailedError,
-    ImageNotSupportedError,
-    NotFoundError,
     ParleyError,
     StreamIncompleteError,
     UpstreamTimeoutError,
@@ -150,7 +148,7 @@ class WebSocketBackend(Backend):
         return [model.info(self.name) for model in self._models.values()]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        model = self._check(request)
+        model = find_model(self._models, request, self.name)
         connection = await self._connect(model)
         request_id = uuid.uuid4().hex
         queue = connection.register(request_id)
@@ -171,18 +169,6 @@ class WebSocketBackend(Backend):
             connection.pending.pop(request_id, None)
             if not finished:
                 await self._send_cancel(connection, request_id)
-
-    def _check(self, request: ChatRequest) -> ModelSettings:
-        model = self._models.get(request.model)
-        if model is None:
-            raise NotFoundError(
-                f"model {request.model!r} is not served by this backend",
-                backend=self.name,
-                fix=f"Pick one of: {', '.join(self._models)}.",
-            )
-        if not model.vision and any(message.images for message in request.messages):
-            raise ImageNotSupportedError("the model cannot see images", backend=self.name, model=model.name)
-        return model
 
     async def _receive(self, queue: asyncio.Queue[_Item], model: ModelSettings) -> AsyncIterator[Event]:
         timeouts = self.settings.timeouts

@@ -117,7 +117,7 @@ async def test_prompt_over_context_raises_context_too_long(backend: LlamaCppBack
     assert caught.value.params["prompt_tokens"] > 512
     assert "n_ctx" in str(caught.value)
     assert backend.last_generation is not None
-    assert backend.last_generation.done.is_set()
+    assert backend.last_generation.done.wait(WORKER_STOP_TIMEOUT)
 
 
 async def test_image_is_rejected(backend: LlamaCppBackend) -> None:
@@ -143,3 +143,10 @@ async def test_missing_model_path_is_a_config_error(tmp_path: Path) -> None:
         await collect(backend, ask("hi"))  # type: ignore[arg-type]
 
     assert "absent.gguf" in str(caught.value)
+
+
+def test_vision_model_entry_is_rejected() -> None:
+    with pytest.raises(ValueError) as caught:
+        settings_class("llama_cpp").model_validate({"name": "local", "models": [{"name": "smollm2", "vision": True}]})
+
+    assert "text-only" in str(caught.value)
