@@ -55,6 +55,9 @@ class ServerSettings(StrictModel):
     max_body_bytes: int = Field(
         default=32 * 1024 * 1024, gt=0, description="Bytes of one HTTP request body or WebSocket message."
     )
+    ws_max_in_flight: int = Field(
+        default=32, gt=0, description="Requests one /ws/chat connection may have in flight at once."
+    )
     api_keys_env: str = Field(
         default="PARLEY_API_KEYS",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",

@@ -87,6 +87,11 @@ def parse_chat_body(raw: bytes, *, bypass_cache: bool) -> ParsedRequest:
             f"the request body is not valid JSON: {exc}",
             fix="Send a JSON object with Content-Type: application/json.",
         ) from exc
+    except RecursionError as exc:
+        raise BadRequestError(
+            "the request body nests arrays or objects too deeply to parse",
+            fix="Send a flat chat request: messages with text and image_url parts.",
+        ) from exc
     if not isinstance(data, dict):
         raise BadRequestError(
             f"the request body must be a JSON object, not {type(data).__name__}",

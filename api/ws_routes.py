@@ -23,7 +23,7 @@ from api.errors import internal_error
 from api.limits import check_chat_request
 from api.services import ApiServices, api_services
 from backends import ws_protocol
-from backends.errors import AuthError, BadRequestError, InputTooLargeError, ParleyError
+from backends.errors import AuthError, BadRequestError, InputTooLargeError, ParleyError, RateLimitedError
 from backends.types import Event, ReasoningDelta, TextDelta
 
 logger = logging.getLogger(__name__)
@@ -117,6 +117,10 @@ class ChatSession:
             request_id = exc.params.get("request_id")
             await self._send_error(exc, request_id if isinstance(request_id, str) else None)
             return
+        except RecursionError:
+            error = BadRequestError("the message nests arrays or objects too deeply to parse", fix="Send a flat protocol message.")
+            await self._send_error(error, None)
+            return
 
         if isinstance(message, ws_protocol.CancelMessage):
             self._cancel(message.id)
@@ -127,6 +131,16 @@ class ChatSession:
     async def _start(self, message: ws_protocol.RequestMessage) -> None:
         if message.id in self._tasks:
             error = BadRequestError(f"request id {message.id!r} is already in flight", fix="Give every request its own id.")
+            await self._send_error(error, message.id)
+            return
+
+        limit = self._services.server.ws_max_in_flight
+        if len(self._tasks) >= limit:
+            error = RateLimitedError(
+                f"this connection already has {limit} requests in flight (server.ws_max_in_flight)",
+                fix="Wait for a request to finish, or open another connection.",
+                limit=limit,
+            )
             await self._send_error(error, message.id)
             return
 

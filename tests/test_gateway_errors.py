@@ -55,6 +55,13 @@ async def test_malformed_json_is_400(http: httpx.AsyncClient) -> None:
     assert "not valid JSON" in error["message"]
 
 
+async def test_deeply_nested_json_is_400(http: httpx.AsyncClient) -> None:
+    response = await http.post("/chat/completions", content=b"[" * 3000, headers={"content-type": "application/json"})
+
+    assert response.status_code == 400
+    assert "too deeply" in error_of(response)["message"]
+
+
 async def test_body_not_object_is_400(http: httpx.AsyncClient) -> None:
     response = await http.post("/chat/completions", json=["echo"])
 

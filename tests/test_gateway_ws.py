@@ -151,6 +151,17 @@ async def test_non_json_frame_gets_error_and_stays_open(ws: ClientConnection) ->
     assert text_of(await receive_until_done(ws, "ok"), "ok") == "still here"
 
 
+async def test_deeply_nested_frame_gets_error(ws: ClientConnection) -> None:
+    await ws.send("[" * 3000)
+
+    error = await receive(ws)
+
+    assert error["id"] is None
+    assert "too deeply" in error["message"]
+    await ws.send(request("ok", "echo", "still here"))
+    assert text_of(await receive_until_done(ws, "ok"), "ok") == "still here"
+
+
 async def test_invalid_request_gets_error_for_its_id(ws: ClientConnection) -> None:
     await ws.send(request("bad", "echo", "hi", temperature=9))
 
@@ -208,6 +219,27 @@ async def test_early_failure_error_for_id(ws: ClientConnection) -> None:
     assert error["code"] == "rate_limited"
     assert error["retryable"] is True
     assert error["retry_after"] == 2
+
+
+async def test_limits_per_connection() -> None:
+    config = gateway_config(SCRIPTED_BACKEND, SLOW_BACKEND, max_body_bytes=4096, ws_max_in_flight=2)
+    async with run_gateway(config) as gateway, connect(gateway.url.replace("http", "ws", 1) + "/ws/chat") as connection:
+        await connection.send(request("big", "echo", "x" * 5000))
+        too_large = await receive(connection)
+        await connection.send(request("s1", "slow", "go"))
+        await connection.send(request("s2", "slow", "go"))
+        await connection.send(request("s3", "slow", "go"))
+        messages = [await receive(connection) for _ in range(3)]
+
+    assert too_large["id"] is None
+    assert too_large["code"] == "input_too_large"
+    assert "server.max_body_bytes" in too_large["message"]
+    errors = [m for m in messages if m["type"] == "error"]
+    assert len(errors) == 1
+    assert errors[0]["id"] == "s3"
+    assert errors[0]["code"] == "rate_limited"
+    assert "server.ws_max_in_flight" in errors[0]["message"]
+    assert sorted(m["id"] for m in messages if m["type"] == "delta") == ["s1", "s2"]
 
 
 async def ws_with_keys(gateway_url: str, headers: dict[str, str] | None = None) -> ClientConnection:
