@@ -19,6 +19,12 @@ Figures:
                    beside the same requests with no batch running (the anchor);
                    "local" is a scripted model in this process (pure
                    scheduling delay), "remote" is the fake server (latency included)
+
+With `--ui`, the whole app (`python app.py`) runs in its own process and this
+process drives it through gradio_client as a browser would: the batch starts
+through the Batch tab's /start_batch endpoint and each chat goes through the
+Chat tab's /chat endpoint, timed to the first streamed output that carries
+reply text.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -200,6 +208,109 @@ async def measure(base_url: str, args: argparse.Namespace) -> None:
     print(f"chat start, remote model, batch on: {describe(busy_remote)}")
 
 
+def chat_reply_text(history: list[dict[str, Any]]) -> str:
+    """Return the reply text of the last assistant message that is not a status block."""
+    for message in reversed(history):
+        if message.get("role") == "assistant" and not (message.get("metadata") or {}).get("title"):
+            content = message.get("content") or []
+            return str(content[0].get("text", "")) if content and isinstance(content[0], dict) else ""
+    return ""
+
+
+def ui_chat_start(client: Any, model: str, index: int) -> float | None:
+    """Send one chat through the Chat tab's endpoint; return seconds to the first output with reply text."""
+    started = time.perf_counter()
+    job = client.submit({"text": f"chat {model} {index}", "files": []}, [], model, "", 0.7, 1.0, 64, api_name="/chat")
+    for output in job:
+        if chat_reply_text(output[0]):
+            return time.perf_counter() - started
+    return None
+
+
+def measure_ui(base_url: str, args: argparse.Namespace, work: Path) -> None:
+    """Run the app in its own process and measure the batch and chat through gradio_client."""
+    from gradio_client import Client, handle_file
+
+    config = work / "parley.toml"
+    config.write_text(
+        f"""
+[[backends]]
+name = "remote"
+kind = "openai"
+base_url = "{base_url}"
+[[backends.models]]
+name = "remote"
+
+[[backends]]
+name = "local"
+kind = "scripted"
+[[backends.models]]
+name = "local"
+
+[presets]
+data_dir = "{work / 'data'}"
+
+[batch]
+concurrency = {args.concurrency}
+max_concurrency = {args.concurrency}
+max_runs = 1000000
+""",
+        encoding="utf-8",
+    )
+    prompts = work / "prompts.csv"
+    prompts.write_text("prompt\n" + "".join(f"prompt number {index}\n" for index in range(args.prompts)), encoding="utf-8")
+    temperatures = ", ".join(f"{0.2 + 0.3 * index:.1f}" for index in range(args.settings))
+
+    port = free_port()
+    app = subprocess.Popen([sys.executable, "app.py", "--port", str(port), "--config", str(config)], cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "config", timeout=2.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or app.poll() is not None:
+                raise RuntimeError("the app did not start")
+            time.sleep(0.5)
+        client = Client(url, verbose=False)
+
+        idle = {model: [ui_chat_start(client, model, index) for index in range(8)] for model in ("local", "remote")}
+
+        started = time.perf_counter()
+        job_id, *_ = client.predict(handle_file(str(prompts)), ["remote"], "custom", temperatures, "", False,
+                                    api_name="/start_batch")
+        busy: dict[str, list[float | None]] = {"local": [], "remote": []}
+        index = 0
+        while True:
+            for model in ("local", "remote"):
+                busy[model].append(ui_chat_start(client, model, index))
+            index += 1
+            _, progress, _, _ = client.predict(job_id, api_name="/batch_status")
+            if 'data-state="running"' not in progress:
+                break
+            time.sleep(args.chat_every)
+        wall = time.perf_counter() - started
+        client.close()
+    finally:
+        app.terminate()
+        app.wait(timeout=30)
+
+    runs = args.prompts * args.settings
+    ideal = runs * args.latency / args.concurrency
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
+          f"Python {platform.python_version()}")
+    print(f"through the UI (gradio_client), app in its own process: {runs} runs, concurrency {args.concurrency}")
+    print(f"batch wall time, seen by polling /batch_status: {wall:.2f} s, ideal {ideal:.2f} s, "
+          f"{(wall / ideal - 1) * 100:+.1f}% over the ideal")
+    for model in ("local", "remote"):
+        print(f"chat start via /chat, {model} model, idle:     {describe([v for v in idle[model] if v is not None])}")
+        print(f"chat start via /chat, {model} model, batch on: {describe([v for v in busy[model] if v is not None])}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=1000, help="Prompts in the batch.")
@@ -207,10 +318,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="Runs in flight at once.")
     parser.add_argument("--latency", type=float, default=0.05, help="Seconds the server waits before it sends the reply.")
     parser.add_argument("--chat-every", type=float, default=0.25, help="Seconds between chat requests during the batch.")
+    parser.add_argument("--ui", action="store_true", help="Run the app in its own process and measure through gradio_client.")
     args = parser.parse_args()
 
     with fake_server(args.latency) as base_url:
-        asyncio.run(measure(base_url, args))
+        if args.ui:
+            with tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
+                measure_ui(base_url, args, Path(work))
+        else:
+            asyncio.run(measure(base_url, args))
 
 
 if __name__ == "__main__":
