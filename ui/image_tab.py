@@ -259,7 +259,7 @@ def build_image_tab(services: UIServices) -> ImageTab | None:
             )
             with gr.Row():
                 ask = gr.Button(label("image.ask"), variant="primary", elem_id="parley-image-ask")
-                chat_tab = getattr(services, "chat_tab", None)
+                chat_tab = services.chat_tab
                 send = gr.Button(label("image.send_to_chat"), elem_id="parley-image-send") if chat_tab else None
         with gr.Column(scale=1):
             preview = gr.Image(

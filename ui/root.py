@@ -55,6 +55,7 @@ def build_blocks(services: UIServices) -> gr.Blocks:
             with gr.Tab(label("tab.chat"), id="chat", elem_id="parley-tab-chat"):
                 chat = build_chat_tab(services)
                 attach_to_chat_tab(chat, services)
+                services.chat_tab = chat
             for key, module_name, function_name in OPTIONAL_TABS:
                 builder = _find_builder(module_name, function_name)
                 if builder is None or not callable(builder):

@@ -27,3 +27,6 @@ class UIServices:
     image_pipeline: Any = None
     presets: Any = None
     jobs: Any = None
+    # The Chat tab's components (a ui.chat_tab.ChatTab), set by ui.root before the
+    # other tabs are built, so they can hand input over to the chat.
+    chat_tab: Any = None
