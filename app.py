@@ -40,12 +40,15 @@ from workbench.presets import PresetStore
 logger = logging.getLogger("parley.app")
 
 
-def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: bool = True) -> FastAPI:
+def build_app(
+    config: AppConfig, *, context: BackendContext | None = None, ui: bool = True, preload_models: bool = True
+) -> FastAPI:
     """Build the ASGI app: backends, router, API routes and UI; the lifespan closes them.
 
     Without `context`, backends read secrets from the process environment.
     A `context` without an executor gets the app's bounded thread pool.
-    `ui=False` leaves the Gradio UI out, for API tests and benchmarks.
+    `ui=False` leaves the Gradio UI out, and `preload_models=False` loads
+    Whisper on its first use instead of at start-up, for API tests and benchmarks.
     """
     # Presets first: an invalid presets file stops start-up before anything needs closing.
     presets = PresetStore.from_settings(config.presets)
@@ -62,8 +65,6 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
         executor.shutdown(wait=False)
         raise
     api_keys = ApiKeys.from_env(context.env, config.server.api_keys_env)
-    # Images get their own small pool: each decode may take a few hundred MB.
-    images = ImageService.from_config(config, router)
     # Batch jobs belong to this service, not to a browser session, so they outlive a closed tab.
     jobs = JobManager(router, config.batch)
     # Images get their own small pool: each decode may take a few hundred MB.
@@ -73,7 +74,8 @@ def build_app(config: AppConfig, *, context: BackendContext | None = None, ui: b
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        transcriber.start()
+        if preload_models:
+            transcriber.start()
         try:
             yield
         finally:

@@ -87,6 +87,6 @@ class Gateway:
 @asynccontextmanager
 async def run_gateway(config: AppConfig, env: Mapping[str, str] | None = None) -> AsyncIterator[Gateway]:
     """Build the app for `config` and serve it on 127.0.0.1 in the test's loop."""
-    app = build_app(config, context=BackendContext(env=dict(env or {})), ui=False)
+    app = build_app(config, context=BackendContext(env=dict(env or {})), ui=False, preload_models=False)
     async with serve_app(app) as url:
         yield Gateway(url=url, app=app)
