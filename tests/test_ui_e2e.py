@@ -104,6 +104,13 @@ def test_page_carries_no_secret_and_monitoring_is_off(fake_upstream_app: tuple[s
     for path in ("/monitoring", "/monitoring/summary"):
         assert httpx.get(url + path, timeout=10).status_code == 403, path
 
+    # No run history in the browser, no share button, no runs link.
+    config = httpx.get(url + "/config", timeout=10).json()
+    assert config["run_history"] is False
+    assert config["footer_links"] == ["api", "settings"]
+    chatbot = next(c for c in config["components"] if c.get("props", {}).get("elem_id") == "parley-chatbot")
+    assert chatbot["props"]["buttons"] == ["copy", "copy_all"]
+
 
 def test_stop_closes_upstream_connection(fake_upstream_app: tuple[str, FakeOpenAIServer]) -> None:
     url, server = fake_upstream_app
@@ -169,3 +176,31 @@ def test_client_streams_reply_from_local_smollm2() -> None:
         assert answer_text(history).strip() != ""
         assert status_title(history).startswith("smollm2 · local")
         assert "tokens/s" in status_title(history)
+
+
+def test_closed_tab_closes_upstream_while_waiting(openai_server_thread: FakeOpenAIServer) -> None:
+    server = openai_server_thread
+    server.default = Behaviour(reply="too late", hang_before_first_byte=30)
+    raw = {"backends": [{"name": "fake", "kind": "openai", "base_url": server.base_url, "models": [{"name": "fake-model"}]}]}
+    with serve_parley(raw) as url:
+        config = httpx.get(url + "/config", timeout=10).json()
+        index, dependency = next((i, d) for i, d in enumerate(config["dependencies"]) if d.get("api_name") == "chat")
+        payload = {
+            "data": [{"text": "hi", "files": []}, [], "fake-model", "", 0.7, 1.0, 64],
+            "fn_index": index,
+            "session_hash": "closed-tab",
+            "event_data": None,
+            "trigger_id": dependency["targets"][0][0],
+        }
+        assert httpx.post(url + "/gradio_api/queue/join", json=payload, timeout=10).status_code == 200
+
+        # The browser tab: read the event stream until the reply is generating, then close it.
+        with httpx.stream("GET", url + "/gradio_api/queue/data", params={"session_hash": "closed-tab"}, timeout=30) as stream:
+            for line in stream.iter_lines():
+                if '"process_generating"' in line:
+                    break
+        assert server.in_flight == 1
+
+        # The upstream request hangs for 30 s; the handler's heartbeat lets Gradio stop it long before.
+        server.wait_until_sync(lambda: server.in_flight == 0, timeout=10)
+        assert server.disconnects == 1
