@@ -38,6 +38,7 @@ from backends.types import (
 )
 from backends.websocket import WebSocketBackend
 from tests.fakes.ws_server import FakeWsServer, WsBehaviour
+from tests.gateway_setup import SCRIPTED_BACKEND, SLOW_BACKEND, Gateway, gateway_config, run_gateway
 
 PNG_BYTES = b"\x89PNG\r\n\x1a\n fake image bytes"
 
@@ -460,3 +461,81 @@ async def test_health_reports_a_running_server(backend: WebSocketBackend, ws_ser
     assert health.reachable is True
     assert health.backend == "remote"
     assert ws_server.connections == 1
+
+
+# The backend against Parley's own /ws/chat endpoint, serving scripted models.
+
+GATEWAY_KEY = "gw-key-5e1d-0123456789"
+
+
+def gateway_backend(gateway: Gateway, **fields: object) -> WebSocketBackend:
+    config = {
+        "name": "upstream-parley",
+        "kind": "websocket",
+        "url": gateway.url.replace("http", "ws", 1) + "/ws/chat",
+        "models": [{"name": "remote-echo", "upstream": "echo"}, {"name": "remote-slow", "upstream": "slow"}],
+        **fields,
+    }
+    env = {"GATEWAY_KEY": GATEWAY_KEY}
+    backend = create_backend(settings_class("websocket").model_validate(config), BackendContext(env=env))
+    assert isinstance(backend, WebSocketBackend)
+    return backend
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[Gateway]:
+    async with run_gateway(gateway_config(SCRIPTED_BACKEND, SLOW_BACKEND)) as running:
+        yield running
+
+
+async def test_gateway_streams_a_scripted_reply(gateway: Gateway) -> None:
+    backend = gateway_backend(gateway)
+    request = ChatRequest(messages=(Message.text("user", "count now"),), model="remote-echo")
+
+    events = await collect(backend, request)
+    await backend.aclose()
+
+    assert text_of(events) == "one two three four five six"
+    assert any(isinstance(e, Usage) for e in events)
+    assert events[-1] == Finished(reason="stop", backend="upstream-parley", model="remote-echo")
+
+
+async def test_gateway_error_keeps_its_class_and_retry_after(gateway: Gateway) -> None:
+    backend = gateway_backend(gateway)
+    request = ChatRequest(messages=(Message.text("user", "fail early"),), model="remote-echo")
+
+    with pytest.raises(RateLimitedError) as caught:
+        await collect(backend, request)
+    await backend.aclose()
+
+    assert caught.value.retry_after == 2
+
+
+async def test_gateway_cancel_stops_the_scripted_stream(gateway: Gateway) -> None:
+    backend = gateway_backend(gateway)
+    slow = gateway.scripted("slow")
+    request = ChatRequest(messages=(Message.text("user", "go"),), model="remote-slow")
+
+    stream = backend.stream(request)
+    first = await stream.__anext__()
+    await stream.aclose()
+    await wait_for(lambda: slow.in_flight == 0)
+    await backend.aclose()
+
+    assert first == TextDelta("tick ")
+
+
+async def test_gateway_with_keys_admits_the_configured_key() -> None:
+    config = gateway_config(SCRIPTED_BACKEND)
+    async with run_gateway(config, env={"PARLEY_API_KEYS": GATEWAY_KEY}) as running:
+        admitted = gateway_backend(running, api_key_env="GATEWAY_KEY")
+        rejected = gateway_backend(running)
+        request = ChatRequest(messages=(Message.text("user", "count"),), model="remote-echo")
+
+        events = await collect(admitted, request)
+        with pytest.raises(AuthError):
+            await collect(rejected, request)
+        await admitted.aclose()
+        await rejected.aclose()
+
+    assert text_of(events) == "one two three four five six"
