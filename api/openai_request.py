@@ -22,7 +22,10 @@ from backends.types import ChatRequest, ImagePart, Message, Part, Role, Sampling
 from config import describe_input, format_key_path
 
 # Image types a data URL may carry; the image pipeline converts them further.
-IMAGE_MIME_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif", "image/heic", "image/heif"})
+# Every type the pipeline decodes; it identifies the bytes itself, whatever the declared type.
+IMAGE_MIME_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/webp", "image/gif", "image/heic", "image/heif", "image/bmp", "image/tiff", "image/avif"}
+)
 _MIME_ALIASES = {"image/jpg": "image/jpeg"}
 
 _ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}

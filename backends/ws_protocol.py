@@ -46,7 +46,10 @@ from backends.types import (
 
 # Request ids are chosen by the client; the limit keeps them loggable.
 MAX_ID_LENGTH = 128
-IMAGE_MIMES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
+# The types the image pipeline decodes; the server identifies the bytes by content.
+IMAGE_MIMES = frozenset(
+    {"image/png", "image/jpeg", "image/webp", "image/gif", "image/heic", "image/heif", "image/bmp", "image/tiff", "image/avif"}
+)
 
 
 class _Message(BaseModel):

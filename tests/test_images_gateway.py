@@ -290,3 +290,19 @@ async def test_websocket_image_goes_to_vision_fallback(gateway: Gateway) -> None
     sent = gateway.scripted().received[-1].messages[0].images[0]
     assert b"SecretCam" not in sent.data
     assert Image.open(io.BytesIO(sent.data)).size == (1200, 600)
+
+
+@pytest.mark.parametrize(("image_format", "mime"), [("BMP", "image/bmp"), ("TIFF", "image/tiff"), ("HEIF", "image/heic")])
+async def test_less_common_formats_are_accepted(
+    gateway: Gateway, http: httpx.AsyncClient, image_format: str, mime: str
+) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), RED).save(buffer, image_format)
+    body = {"model": "seer", "messages": [image_turn(data_url(buffer.getvalue(), mime=mime))]}
+
+    response = await http.post("/chat/completions", json=body)
+
+    assert response.status_code == 200
+    sent = gateway.scripted().received[-1].messages[0].images[0]
+    assert sent.mime in ("image/png", "image/jpeg")
+    assert Image.open(io.BytesIO(sent.data)).size == (64, 48)
