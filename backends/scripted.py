@@ -35,6 +35,8 @@ from backends.types import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "scripted-echo"
+# Requests kept in `ScriptedBackend.received`, so a long demo or benchmark does not grow without bound.
+RECEIVED_LIMIT = 1000
 
 # One token is a CJK character or a run of other non-space characters, each
 # with the whitespace that follows it, so joining the tokens gives the text back.
@@ -145,7 +147,7 @@ def load_replies_file(path: Path) -> list[ScriptedReply]:
 
 
 class ScriptedBackend(Backend):
-    """Streams scripted replies; `received` records every request, in order."""
+    """Streams scripted replies; `received` records the last RECEIVED_LIMIT requests, in order."""
 
     def __init__(self, settings: Settings, replies: list[ScriptedReply]) -> None:
         self.name = settings.name
@@ -180,6 +182,7 @@ class ScriptedBackend(Backend):
         model = find_model(self._models, request, self.name)
         reply = self.pick_reply(request)
         self.received.append(request)
+        del self.received[:-RECEIVED_LIMIT]
         logger.info("scripted reply on %s/%s (%d chars, error=%s)", self.name, model.name, len(reply.text), reply.error)
 
         self.in_flight += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -150,3 +151,28 @@ def test_vision_model_entry_is_rejected() -> None:
         settings_class("llama_cpp").model_validate({"name": "local", "models": [{"name": "smollm2", "vision": True}]})
 
     assert "text-only" in str(caught.value)
+
+
+async def test_concurrent_requests_both_complete(backend: LlamaCppBackend) -> None:
+    first, second = await asyncio.gather(
+        collect(backend, ask("Name a colour.", max_tokens=8, seed=1)),
+        collect(backend, ask("Name a fruit.", max_tokens=8, seed=2)),
+    )
+
+    assert isinstance(first[-1], Finished)
+    assert isinstance(second[-1], Finished)
+    assert text_of(first).strip() != ""
+    assert text_of(second).strip() != ""
+
+
+async def test_configured_chat_template_replaces_the_embedded_one() -> None:
+    template = "{% for message in messages %}{{ message['content'] }}\n{% endfor %}"
+    settings = settings_class("llama_cpp").model_validate({"name": "local", "n_ctx": 512, "chat_template": template})
+    backend = create_backend(settings, BackendContext())
+
+    events = [event async for event in backend.stream(ask("Hello there", max_tokens=2))]
+    await backend.aclose()
+
+    usage = next(e for e in events if isinstance(e, Usage))
+    # The embedded template adds a system prompt of about 20 tokens; this one adds nothing.
+    assert usage.prompt_tokens is not None and usage.prompt_tokens <= 5

@@ -265,3 +265,13 @@ def test_invalid_reply_settings_are_rejected(reply: dict[str, object], expected:
         Settings.model_validate({"name": "s", "replies": [reply]})
 
     assert expected in str(caught.value)
+
+
+async def test_received_keeps_only_the_latest_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("backends.scripted.RECEIVED_LIMIT", 2)
+    backend = make_backend()
+
+    for text in ("one", "two", "three"):
+        await collect(backend, ask(text))
+
+    assert [request.messages[-1].text_content for request in backend.received] == ["two", "three"]
