@@ -4,9 +4,10 @@ The same code serves the Image tab, the chat input and `image_url` parts
 arriving at /v1/chat/completions. Steps, in order:
 
 1. identify the file by its content and read only its header;
-2. reject too many pixels before a single pixel is decoded;
-3. decode, letting libjpeg scale a large JPEG down by 2, 4 or 8 while it
-   decodes (`Image.draft`), which is what keeps a 24-megapixel photo fast;
+2. let libjpeg scale a large JPEG down by 2, 4 or 8 while it decodes
+   (`Image.draft`), which is what keeps a 24-megapixel photo fast;
+3. reject an image that would decode to too many pixels, before a single
+   pixel is decoded, then decode;
 4. convert every mode to 8-bit L, LA, RGB or RGBA;
 5. downscale to the model's long side, then apply the EXIF orientation
    (rotating after the downscale moves four times fewer pixels, and the
@@ -74,10 +75,10 @@ class ImageSettings(StrictModel):
     """The `[images]` config section: limits for every image, whichever model it goes to."""
 
     max_pixels: int = Field(
-        default=100_000_000,
+        default=50_000_000,
         gt=0,
         le=_PILLOW_HARD_PIXEL_LIMIT,
-        description="Width × height an image may claim; checked on the header, before decoding.",
+        description="Pixels an image may decode to (a JPEG after reduced-scale decoding); checked before decoding.",
     )
     max_upload_mb: float = Field(default=40.0, gt=0, le=500, description="Size of an uploaded file in MB.")
     default_side: int = Field(
@@ -107,7 +108,7 @@ class ImageLimits:
 
     max_side: int = 1568
     max_bytes: int = 5 * 1024 * 1024
-    max_pixels: int = 100_000_000
+    max_pixels: int = 50_000_000
     max_upload_bytes: int = 40 * 1024 * 1024
     jpeg_quality: int = 85
 
@@ -168,10 +169,12 @@ def prepare_image(data: bytes, limits: ImageLimits) -> PreparedImage:
         source_format = image.format or "unknown"
         source_mode = image.mode
         source_size = image.size
+        # The limit applies to what will be decoded: a large JPEG decoded at
+        # reduced scale needs only that much memory, whatever its header says.
+        decode_scale = _draft(image, limits.max_side)
         _check_pixels(image.size, limits)
 
         first_frame_only = bool(getattr(image, "is_animated", False))
-        decode_scale = _draft(image, limits.max_side)
         _load(image, data, source_format)
 
         # Read after load(): PNG text and EXIF chunks may follow the image data.

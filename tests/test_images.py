@@ -256,6 +256,19 @@ def test_pixel_limit_comes_from_settings() -> None:
     assert prepare_image(data, ImageSettings(max_pixels=1_200_000).limits()).report.source_size == (1200, 1000)
 
 
+def test_pixel_limit_counts_reduced_jpeg_decode() -> None:
+    # 60 megapixels in the header, over the 50 megapixel default, but libjpeg decodes it at 1/4.
+    data = encode(Image.new("L", (10000, 6000), 128), "JPEG")
+
+    prepared = prepare_image(data, ImageLimits())
+
+    assert prepared.report.source_size == (10000, 6000)
+    assert prepared.report.decode_scale == 4
+    assert prepared.report.final_size == (1568, 941)
+    with pytest.raises(ImageTooManyPixelsError):
+        prepare_image(encode(Image.new("L", (10000, 6000), 128), "PNG"), ImageLimits())
+
+
 def test_truncated_jpeg_is_named_truncated() -> None:
     data = encode(noisy_photo((400, 300)), "JPEG", quality=90)
 
