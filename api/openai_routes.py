@@ -13,7 +13,14 @@ from fastapi.responses import JSONResponse, Response
 
 from api.limits import check_chat_request
 from api.openai_request import parse_chat_body
-from api.openai_stream import ChunkEncoder, EventStreamResponse, chain_first, collect_completion, encode_sse
+from api.openai_stream import (
+    ChunkEncoder,
+    EventStreamResponse,
+    chain_first,
+    collect_completion,
+    encode_sse,
+    served_by_label,
+)
 from api.services import api_services
 from backends.errors import InputTooLargeError, StreamIncompleteError
 from backends.router import Router
@@ -83,7 +90,9 @@ async def chat_completions(request: Request) -> Response:
 
         stream = cast(AsyncGenerator[Event, None], services.router.stream(parsed.chat))
         completion, finished = await until_disconnect(request, collect_completion(stream, parsed.chat.model))
-        return JSONResponse(completion, headers={"X-Parley-Served-By": finished.served_by.encode("ascii", "replace").decode()})
+        # Header values must be ASCII; a model name outside it shows "?" there.
+        served_by = served_by_label(finished).encode("ascii", "replace").decode()
+        return JSONResponse(completion, headers={"X-Parley-Served-By": served_by})
     except ClientGone:
         logger.info("client disconnected before the reply to %s started; request cancelled", parsed.chat.model)
         return Response(status_code=_CLIENT_CLOSED)

@@ -29,6 +29,11 @@ DONE = b"data: [DONE]\n\n"
 _FINISH_REASONS = {"stop": "stop", "length": "length", "content_filter": "content_filter", "cancelled": "stop"}
 
 
+def served_by_label(finished: Finished) -> str:
+    """Return who served a reply, such as "local/smollm2 (cached)", for a header or comment."""
+    return f"{finished.served_by} (cached)" if finished.cached else finished.served_by
+
+
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
@@ -59,6 +64,7 @@ class ChunkEncoder:
         head = json.dumps(
             {"id": new_completion_id(), "object": "chat.completion.chunk", "created": int(time.time()), "model": model},
             ensure_ascii=False,
+            separators=(",", ":"),
         )
         self._head = b"data: " + head[:-1].encode() + b',"choices":'
         self._role = b'"role":"assistant",'
@@ -135,7 +141,7 @@ async def encode_sse(events: AsyncGenerator[Event, None], encoder: ChunkEncoder,
                 yield encoder.finish(_FINISH_REASONS.get(event.reason, "stop"))
                 if include_usage:
                     yield encoder.usage(usage)
-                yield sse_comment(f"served by {event.served_by}")
+                yield sse_comment(f"served by {served_by_label(event)}")
                 yield DONE
                 return
         raise StreamIncompleteError("the stream ended without a finish event")

@@ -231,3 +231,20 @@ async def test_healthz_reports_each_backend(gateway: Gateway) -> None:
     assert reachable == {"script": True, "fake": True}
     assert body["status"] == "ok"
     assert {"name": "fake-chat", "backend": "fake"} in body["models"]
+
+
+async def test_cache_hit_and_no_cache_header() -> None:
+    config = gateway_config(SCRIPTED_BACKEND, resilience={"retry": {"max_retries": 0}})
+    body = {"model": "echo", "messages": [{"role": "user", "content": "cache me"}]}
+
+    async with run_gateway(config) as running, httpx.AsyncClient(base_url=running.v1) as http:
+        first = await http.post("/chat/completions", json=body)
+        second = await http.post("/chat/completions", json=body)
+        bypassed = await http.post("/chat/completions", json=body, headers={"Cache-Control": "no-cache"})
+        received = running.scripted().received
+
+    assert first.headers["x-parley-served-by"] == "script/echo"
+    assert second.headers["x-parley-served-by"] == "script/echo (cached)"
+    assert second.json()["choices"][0]["message"]["content"] == "cache me"
+    assert bypassed.headers["x-parley-served-by"] == "script/echo"
+    assert [request.bypass_cache for request in received] == [False, True]
