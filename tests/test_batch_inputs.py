@@ -138,3 +138,13 @@ def test_format_is_sniffed_without_extension() -> None:
 
     assert parsed.file_format == "jsonl"
     assert parsed.rows[0].prompt == "hi"
+
+
+def test_long_csv_cell_is_accepted() -> None:
+    data = b'prompt\nshort\n"' + b"x" * 200_000 + b'"\n'
+
+    parsed = parse_prompts(data, "long.csv", max_bytes=LIMIT)
+
+    assert len(parsed.rows) == 2
+    assert len(parsed.rows[1].prompt) == 200_000
+

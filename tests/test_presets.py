@@ -9,7 +9,7 @@ import pytest
 
 from backends.types import Capabilities, SamplingParams
 from tests.workbench_support import scripted_router
-from workbench.errors import PresetFileError, PresetNameError, PresetNotFoundError, PresetValueError
+from workbench.errors import PresetFileError, PresetNameError, PresetNotFoundError, PresetSaveError, PresetValueError
 from workbench.presets import (
     SHIPPED_PRESETS,
     PresetOverride,
@@ -222,3 +222,17 @@ async def test_ignored_params_are_not_sent() -> None:
     assert sent.temperature is None
     assert sent.top_p is None
     assert sent.seed == 3
+
+
+def test_unwritable_data_dir_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the data directory should be", encoding="utf-8")
+    store = PresetStore.from_settings(PresetsSettings(data_dir=blocker))
+
+    with pytest.raises(PresetSaveError) as caught:
+        store.save("mine", {"temperature": 0.5})
+
+    assert caught.value.params["file"] == str(blocker / "user_presets.json")
+    assert "presets.data_dir" in caught.value.fix
+    with pytest.raises(PresetNotFoundError):
+        store.get("mine")

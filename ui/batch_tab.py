@@ -214,7 +214,9 @@ def build_batch_tab(services: UIServices) -> None:
     gr.on(triggers=None, fn=localise, inputs=None, outputs=[preset, jobs], **private)
     upload.change(describe_upload, [upload], [parsed_note], api_visibility="private")
     jobs.focus(list_jobs, None, [jobs], **private)
-    jobs.input(lambda chosen: chosen, [jobs], [job_id], **private)
+    jobs.input(lambda chosen: chosen, [jobs], [job_id], **private).then(
+        view, [job_id], [status, progress, table, timer], api_visibility="private"
+    )
     view_outputs = [status, progress, table, timer]
     start.click(
         start_job, [upload, chosen_models, preset, temperatures, top_ps, use_cache], [job_id, status, jobs, timer],

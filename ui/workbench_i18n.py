@@ -176,6 +176,10 @@ WORKBENCH_STRINGS: dict[str, dict[str, str]] = {
         "en": "The presets file {file} is invalid at {key_path}. Fix that key, or delete the file to start from the shipped presets.",
         "zh-CN": "预设文件 {file} 中的 {key_path} 无效。请修正该项，或删除该文件以使用内置预设。",
     },
+    "error.preset_save_failed": {
+        "en": "The preset could not be saved to {file}. Check that presets.data_dir in the config points to a directory Parley can write to.",
+        "zh-CN": "无法把预设保存到 {file}。请检查配置中的 presets.data_dir 是否指向 Parley 可写入的目录。",
+    },
     "error.preset_name_invalid": {
         "en": "The preset name “{name}” cannot be used. Use 1 to 64 characters that no shipped preset uses.",
         "zh-CN": "不能使用预设名称“{name}”。请使用 1 到 64 个字符、且与内置预设不同的名称。",

@@ -16,6 +16,11 @@ class PresetFileError(ConfigError):
     fix = "Fix the named key in the presets file, or delete the file to start from the shipped presets."
 
 
+class PresetSaveError(PresetFileError):
+    code = "preset_save_failed"
+    fix = "Check that presets.data_dir in the config points to a directory Parley can write to."
+
+
 class PresetNameError(InvalidInputError):
     code = "preset_name_invalid"
     fix = "Use a name of 1 to 64 characters that no shipped preset uses."

@@ -82,6 +82,10 @@ def _find_column(header: list[str], names: tuple[str, ...]) -> int | None:
 
 
 def _parse_csv(text: str, filename: str) -> tuple[list[PromptRow], int]:
+    # The csv module rejects cells over 128 KiB by default; a long prompt that fits the
+    # upload limit is valid. field_size_limit is process-wide, so it only ever grows here.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+
     sample = text[:8192]
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=DELIMITERS)

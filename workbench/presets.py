@@ -22,7 +22,7 @@ from pydantic import ConfigDict, Field, StringConstraints, ValidationError
 
 from backends.settings import StrictModel
 from backends.types import Capabilities, SamplingParams
-from workbench.errors import PresetFileError, PresetNameError, PresetNotFoundError, PresetValueError
+from workbench.errors import PresetFileError, PresetNameError, PresetNotFoundError, PresetSaveError, PresetValueError
 
 logger = logging.getLogger(__name__)
 
@@ -304,4 +304,12 @@ class PresetStore:
             "version": USER_FILE_VERSION,
             "presets": {key: preset.model_dump(by_alias=True, exclude_none=True) for key, preset in presets.items()},
         }
-        write_atomically(self._user_file, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        try:
+            write_atomically(self._user_file, json.dumps(document, ensure_ascii=False, indent=2) + "\n")
+        except OSError as exc:
+            logger.error("cannot write saved presets to %s: %s", self._user_file, exc)
+            raise PresetSaveError(
+                f"cannot write saved presets file {self._user_file}: {exc.strerror or exc}",
+                file=str(self._user_file),
+                key_path="",
+            ) from exc
