@@ -14,6 +14,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -66,6 +67,14 @@ class Settings(BackendSettings):
 
 class _ConnectionLost:
     """Queue item telling a request that the connection ended under it."""
+
+
+@dataclass
+class _Progress:
+    """How far one request got; `ended` means the server sent its `done` or `error`."""
+
+    received_content: bool = False
+    ended: bool = False
 
 
 _ServerMessage = (
@@ -152,7 +161,7 @@ class WebSocketBackend(Backend):
         connection = await self._connect(model)
         request_id = uuid.uuid4().hex
         queue = connection.register(request_id)
-        finished = False
+        progress = _Progress()
         logger.info("websocket request %s to %s/%s", request_id, self.name, model.name)
 
         try:
@@ -162,41 +171,42 @@ class WebSocketBackend(Backend):
             except ConnectionClosed as exc:
                 raise connection.failure or self._lost(model, received=False) from exc
 
-            async for event in self._receive(queue, model):
-                finished = isinstance(event, Finished)
+            async for event in self._receive(queue, model, progress):
                 yield event
         finally:
             connection.pending.pop(request_id, None)
-            if not finished:
+            if not progress.ended:
                 await self._send_cancel(connection, request_id)
 
-    async def _receive(self, queue: asyncio.Queue[_Item], model: ModelSettings) -> AsyncIterator[Event]:
+    async def _receive(self, queue: asyncio.Queue[_Item], model: ModelSettings, progress: _Progress) -> AsyncIterator[Event]:
         timeouts = self.settings.timeouts
         deadline = time.monotonic() + timeouts.total
-        received_content = False
 
         while True:
-            gap = timeouts.chunk_gap if received_content else timeouts.first_token
+            gap = timeouts.chunk_gap if progress.received_content else timeouts.first_token
             wait = min(gap, deadline - time.monotonic())
             try:
                 async with asyncio.timeout(max(wait, 0)):
                     item = await queue.get()
             except TimeoutError as exc:
-                phase = "the next chunk" if received_content else "the first token"
+                phase = "the next chunk" if progress.received_content else "the first token"
                 raise UpstreamTimeoutError(f"timed out after {wait:.1f} s waiting for {phase}", backend=self.name, model=model.name) from exc
 
             if isinstance(item, ParleyError):
                 raise item
             if isinstance(item, _ConnectionLost):
-                raise self._lost(model, received=received_content)
+                raise self._lost(model, received=progress.received_content)
             if isinstance(item, ws_protocol.ErrorMessage):
+                progress.ended = True
                 raise ws_protocol.message_to_error(item, backend=self.name, model=model.name)
 
             event = ws_protocol.message_to_event(item)
             if isinstance(event, Finished):
+                progress.ended = True
                 yield Finished(reason=event.reason, backend=self.name, model=model.name, cached=event.cached, failures=event.failures)
                 return
-            received_content = received_content or item.type in ("delta", "reasoning")
+            if item.type in ("delta", "reasoning"):
+                progress.received_content = True
             yield event
 
     def _lost(self, model: ModelSettings, *, received: bool) -> ParleyError:

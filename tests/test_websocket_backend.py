@@ -539,3 +539,14 @@ async def test_gateway_with_keys_admits_the_configured_key() -> None:
         await rejected.aclose()
 
     assert text_of(events) == "one two three four five six"
+
+
+async def test_server_error_is_not_answered_with_cancel(backend: WebSocketBackend, ws_server: FakeWsServer) -> None:
+    ws_server.script(WsBehaviour(error_code="overloaded"), WsBehaviour(reply="after"))
+
+    with pytest.raises(OverloadedError):
+        await collect(backend, ask())
+    events = await collect(backend, ask())
+
+    assert text_of(events) == "after"
+    assert ws_server.cancels == []
