@@ -198,7 +198,7 @@ def litellm_router(base_url: str) -> Client:
 
 
 class InstantBackend(Backend):
-    """Yields prepared chunks without I/O, so the layers' own cost per chunk stands out."""
+    """Yields prepared chunks without I/O, which isolates the layers' own cost per chunk."""
 
     name = "instant"
 

@@ -198,7 +198,7 @@ async def test_402_opens_circuit_naming_balance(stack: Stack, caplog: pytest.Log
     assert stack.metric("parley_circuit_state", endpoint="remote") == 2
 
 
-async def test_hang_before_first_byte_retried_when_allowed(openai_server: FakeOpenAIServer) -> None:
+async def test_hang_retried_when_allowed(openai_server: FakeOpenAIServer) -> None:
     openai_server.default = Behaviour(reply=REPLY)
     openai_server.script(Behaviour(hang_before_first_byte=5.0))
     stack = make_stack(openai_server, timeouts={"first_token": 0.3})
@@ -212,7 +212,7 @@ async def test_hang_before_first_byte_retried_when_allowed(openai_server: FakeOp
     assert finished(events).served_by == "remote/deepseek-chat after deepseek-chat: timeout"
 
 
-async def test_hang_before_first_byte_falls_back_when_not_retried(openai_server: FakeOpenAIServer) -> None:
+async def test_hang_falls_back_when_not_retried(openai_server: FakeOpenAIServer) -> None:
     openai_server.default = Behaviour(hang_before_first_byte=5.0)
     stack = make_stack(openai_server, timeouts={"first_token": 0.3}, retry_first_token_timeout=False)
 

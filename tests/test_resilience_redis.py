@@ -221,7 +221,7 @@ async def test_processes_share_rate_limit(redis_server: RedisProcess) -> None:
     assert after_refill == 0.0
 
 
-async def test_rate_limit_falls_back_to_memory_when_redis_dies(
+async def test_rate_limit_uses_memory_when_redis_dies(
     redis_server: RedisProcess, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING)

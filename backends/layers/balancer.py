@@ -49,7 +49,7 @@ class BalancerSettings(StrictModel):
     """The `[resilience.balancer]` section."""
 
     max_wait_seconds: float = Field(
-        default=2.0, ge=0, description="Longest wait for a rate limit token before the next endpoint or fallback."
+        default=2.0, ge=0, description="Maximum wait for a rate limit token before the next endpoint or fallback."
     )
 
 
@@ -79,8 +79,8 @@ class BalancerLayer(Backend):
     Ties go to the endpoint that has served the least for its weight, so
     weights set the split while endpoints are equally busy. An endpoint whose
     rate limit would make the request wait longer than `max_wait_seconds`
-    is passed over; when every endpoint is skipped the error says why, so
-    the fallback chain can take over.
+    is passed over. When every endpoint is skipped, the error names the
+    reason, and the fallback chain takes over.
 
     The balancer is also each endpoint's circuit breaker layer: it skips
     endpoints whose breaker is open and reports every outcome to the

@@ -86,12 +86,12 @@ class CacheLayer(Layer):
     """Replays complete replies from a `CacheStore` and stores fresh complete ones.
 
     Only replies that finished with reason "stop" or "length" from the
-    requested model itself are stored: never errors, interrupted or
-    cancelled replies, content-filtered ones, a stream that broke off, or a
-    reply served by a fallback model or the canned reply.
+    requested model itself are stored. Errors, interrupted and cancelled
+    replies, content-filtered ones and streams that broke off are never
+    stored, and neither is a reply from a fallback model or the canned reply.
 
     `bypass_cache` skips the lookup but still stores the fresh reply, so a
-    regenerated answer replaces the entry it bypassed.
+    regenerated reply replaces the entry it bypassed.
     """
 
     def __init__(

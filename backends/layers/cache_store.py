@@ -1,4 +1,4 @@
-"""Where the response cache keeps entries: process memory, or Redis shared by several processes."""
+"""Response cache stores: process memory, or Redis shared by several processes."""
 
 from __future__ import annotations
 

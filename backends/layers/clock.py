@@ -31,7 +31,7 @@ class SystemClock:
 
 
 class FakeClock:
-    """A clock that moves only when told to, or when someone sleeps on it.
+    """A clock that moves only through `advance()` or `sleep()`.
 
     `sleep()` records the wait in `sleeps`, advances both clocks at once and
     yields to the event loop once, so backoff runs instantly and a test can

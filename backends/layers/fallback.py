@@ -44,7 +44,7 @@ FALLBACK_ERRORS: tuple[type[ParleyError], ...] = (
     ThrottledError,
 )
 
-# Who serves a canned reply, as a served-by line shows it.
+# The backend and model names a served-by line shows for a canned reply.
 CANNED_BACKEND = "parley"
 CANNED_MODEL = "canned-reply"
 
@@ -116,7 +116,7 @@ class ChainStep:
 
 
 class FallbackLayer(Backend):
-    """Tries each model of a chain until one starts answering, then the canned reply.
+    """Tries each model of a chain until one starts streaming, then the canned reply.
 
     A failure after the first text or reasoning delta ends the reply
     instead: a Notice(kind="interrupted") and Finished(reason="error") keep

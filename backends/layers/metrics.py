@@ -1,6 +1,6 @@
 """Prometheus metrics of the model layer, in a registry the app owns.
 
-The app creates one `Metrics` and hands it to every layer it builds; tests
+The app creates one `Metrics` and hands it to every layer it builds. Tests
 create their own, so no state lives in the process-wide default registry.
 """
 
@@ -53,6 +53,7 @@ class Metrics:
             ["model", "to"],
             registry=self.registry,
         )
+
         self.cache_lookups = Counter(
             "parley_cache_lookups",
             "Response cache lookups by model and result (hit, miss, bypass).",
@@ -71,6 +72,7 @@ class Metrics:
             ["store"],
             registry=self.registry,
         )
+
         self.circuit_state = Gauge(
             "parley_circuit_state",
             "Circuit breaker state by endpoint: 0 closed, 1 half-open, 2 open.",
@@ -83,6 +85,7 @@ class Metrics:
             ["endpoint", "cause"],
             registry=self.registry,
         )
+
         self.rate_limit_waits = Histogram(
             "parley_rate_limit_wait_seconds",
             "Time a request waited for a rate limit token, by endpoint.",
@@ -90,6 +93,7 @@ class Metrics:
             buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0),
             registry=self.registry,
         )
+
         self.time_to_first_token = Histogram(
             "parley_time_to_first_token_seconds",
             "Time from request to the first text or reasoning delta, by serving backend and requested model.",
@@ -104,6 +108,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+
         self.tokens = Counter(
             "parley_tokens",
             "Tokens reported by upstream usage, by serving backend, requested model and direction (in, out).",

@@ -14,8 +14,9 @@ REDIS_KEY_PREFIX = "parley:ratelimit:"
 
 # Reserve one token from a bucket stored as a hash {tokens, ts}, atomically.
 # KEYS[1] bucket; ARGV rate (tokens/s), burst, now (s), max_wait (s).
-# Returns the wait in seconds as a string (a Lua number would be truncated to
-# an integer), or "-1" when the wait would exceed max_wait; nothing is taken then.
+# Returns the wait in seconds as a string, because Redis truncates a Lua number
+# to an integer. Returns "-1" when the wait would exceed max_wait, and then
+# takes no token.
 _RESERVE_LUA = """
 local rate = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])

@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 # Errors that mean "Redis did not serve this call"; callers fall back to memory on them.
 REDIS_FAILURES: tuple[type[Exception], ...] = (RedisError, OSError)
 
-# A Redis that takes longer than this is treated as down, so a request never waits long for it.
+# Socket and connect timeout of every Redis call in seconds; a slower Redis counts as down.
 REDIS_TIMEOUT_SECONDS = 1.0
 
 # After a failure Redis is asked again only after this many seconds; in between memory serves.
@@ -36,7 +36,7 @@ def connect_redis(url: str, config_key: str) -> redis_asyncio.Redis:
     """Return an asyncio client for `url` after one PING; raises ConfigError naming `config_key` if Redis does not respond.
 
     The PING uses a short-lived blocking client, so start-up code without an
-    event loop can call this; the returned client connects lazily in the
+    event loop can call this. The returned client connects lazily in the
     loop that first uses it.
     """
     try:

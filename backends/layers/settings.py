@@ -13,7 +13,7 @@ from backends.settings import StrictModel
 
 
 class ResilienceSettings(StrictModel):
-    """How replies are cached, retried, balanced and replaced when a model fails."""
+    """Settings of the layers that cache, retry, balance and replace replies."""
 
     redis_url: str | None = Field(
         default=None,

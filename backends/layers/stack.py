@@ -30,7 +30,7 @@ REDIS_URL_KEY = "resilience.redis_url"
 
 @dataclass
 class LayerServices:
-    """What the layers of every route share: metrics, the clock, the cache store and Redis."""
+    """The objects the layers of every route share: metrics, the clock, the cache store and Redis."""
 
     settings: ResilienceSettings
     metrics: Metrics
@@ -46,7 +46,7 @@ class LayerServices:
 def open_services(
     settings: ResilienceSettings, *, metrics: Metrics | None = None, clock: Clock | None = None
 ) -> LayerServices:
-    """Create the shared services; raises ConfigError when the configured Redis does not answer."""
+    """Create the shared services; raises ConfigError when the configured Redis does not respond."""
     clock = clock or SystemClock()
     services = LayerServices(settings=settings, metrics=metrics or Metrics(), clock=clock)
 
