@@ -298,10 +298,12 @@ def _unreadable(data: bytes, exc: Exception) -> Exception:
             f"the file is {kind.en}, which the image pipeline does not read", kind=kind.en, kind_zh=kind.zh
         )
 
+    # Pillow's "cannot identify image file <_io.BytesIO ...>" names an object, not the problem.
+    reason = "no decoder could read its header" if isinstance(exc, UnidentifiedImageError) else str(exc)
     return ImageCorruptError(
-        f"the file starts like {kind.en} but its header is damaged ({exc})",
+        f"the file starts like {kind.en} but its header is damaged ({reason})",
         format=kind.image_format,
-        reason=str(exc),
+        reason=reason,
     )
 
 

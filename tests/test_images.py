@@ -288,6 +288,7 @@ def test_damaged_png_header_is_corrupt() -> None:
 
     assert caught.value.code == "image_corrupt"
     assert caught.value.params["format"] == "PNG"
+    assert "BytesIO" not in str(caught.value)
 
 
 def test_text_file_named_png_is_text(tmp_path: Path) -> None:
@@ -354,6 +355,15 @@ def test_gps_exif_is_removed() -> None:
     assert not result.getexif()
     assert b"PhoneMaker" not in prepared.part.data
     assert b"Exif\x00\x00" not in prepared.part.data
+
+
+def test_data_after_jpeg_end_is_not_sent() -> None:
+    data = encode(noisy_photo((60, 40)), "JPEG") + b"PK\x03\x04hidden-archive-payload"
+
+    prepared = prepare_image(data, ImageLimits())
+
+    assert b"hidden-archive-payload" not in prepared.part.data
+    assert decode(prepared.part.data).size == (60, 40)
 
 
 def test_jpeg_comment_is_removed() -> None:
