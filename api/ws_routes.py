@@ -118,8 +118,8 @@ class ChatSession:
             await self._send_error(exc, request_id if isinstance(request_id, str) else None)
             return
         except RecursionError:
-            error = BadRequestError("the message nests arrays or objects too deeply to parse", fix="Send a flat protocol message.")
-            await self._send_error(error, None)
+            nested = BadRequestError("the message nests arrays or objects too deeply to parse", fix="Send a flat protocol message.")
+            await self._send_error(nested, None)
             return
 
         if isinstance(message, ws_protocol.CancelMessage):
@@ -136,12 +136,12 @@ class ChatSession:
 
         limit = self._services.server.ws_max_in_flight
         if len(self._tasks) >= limit:
-            error = RateLimitedError(
+            busy = RateLimitedError(
                 f"this connection already has {limit} requests in flight (server.ws_max_in_flight)",
                 fix="Wait for a request to finish, or open another connection.",
                 limit=limit,
             )
-            await self._send_error(error, message.id)
+            await self._send_error(busy, message.id)
             return
 
         try:
