@@ -201,7 +201,8 @@ def parse_client_message(raw: str | bytes) -> AuthMessage | RequestMessage | Can
     """
     try:
         data = _load_json(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the decoder can follow.
         raise BadRequestError(
             f"the message is not valid JSON: {exc}",
             fix="Send each message as one JSON object in a text frame.",
@@ -223,7 +224,7 @@ def parse_server_message(raw: str | bytes) -> DeltaMessage | ReasoningMessage | 
     """Decode and validate a frame from a server; raises RetryableError, since a broken frame is the server's fault."""
     try:
         return _SERVER_ADAPTER.validate_python(_load_json(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError, ValidationError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValidationError) as exc:
         raise RetryableError(
             f"the server sent an invalid protocol message: {exc}".splitlines()[0],
             fix="Check that the url points at a Parley /ws/chat endpoint of a compatible version.",

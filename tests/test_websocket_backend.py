@@ -135,9 +135,11 @@ def test_plain_string_content_and_single_stop_are_accepted() -> None:
         ('{"type":"request","id":"a","model":"m","messages":[{"role":"user","content":"x"}],"temperature":9}', "temperature"),
         ('{"type":"cancel","id":""}', "id"),
         ("[1, 2]", "untyped"),
+        pytest.param("[" * 100_000 + "]" * 100_000, "not valid JSON", id="deep-nesting"),
+        pytest.param(b"\xff\xfe", "not valid JSON", id="not-utf8"),
     ],
 )
-def test_invalid_client_messages_raise_bad_request(raw: str, expected: str) -> None:
+def test_invalid_client_messages_raise_bad_request(raw: str | bytes, expected: str) -> None:
     with pytest.raises(BadRequestError) as caught:
         ws_protocol.parse_client_message(raw)
 
