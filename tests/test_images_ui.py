@@ -17,6 +17,7 @@ from config import parse_config
 from multimodal.image_service import ImageService
 from multimodal.images import ImageLimits, prepare_image
 from tests.test_images import marked_upright, noisy_photo
+from ui.chat_tab import ChatHandlers
 from ui.image_tab import ImageHandlers, render_report
 from ui.services import UIServices
 from ui.settings import UISettings
@@ -166,3 +167,23 @@ def test_report_lists_transparency_and_frames() -> None:
     assert "Animated image: only the first frame is sent." in report
     assert "Transparency kept, so the image is sent as PNG." in report
     assert "Colour mode P converted to RGBA." in report
+
+
+async def test_chat_survives_vanished_history_image(handlers: ImageHandlers, tmp_path: Path) -> None:
+    chat = ChatHandlers(handlers.services)
+    path = gps_jpeg(tmp_path / "gone.jpg")
+    history: list[dict[str, Any]] = [
+        {"role": "user", "content": [{"type": "file", "file": {"path": str(path), "mime_type": "image/jpeg"}}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "A red corner."}]},
+    ]
+    path.unlink()
+
+    updates = await collect(chat.chat({"text": "and the rest?", "files": []}, history, "seer", "", 0.7, 1.0, 256, request()))
+
+    final, _ = updates[-1]
+    assert answer_text(final) == "and the rest?"
+    backend = handlers.services.router.backends["script"]
+    first = backend.received[-1].messages[0]  # type: ignore[attr-defined]
+    assert first.images == ()
+    assert "[image omitted: the file could not be read]" in first.text_content
+    assert "could not be read and were left out" in str(final)

@@ -124,7 +124,13 @@ class ChatHandlers:
                 f"the conversation contains the image {Path(ref.path).name!r} but no image service is configured",
                 fix="Remove the image or use the Image tab.",
             )
-        data = await asyncio.to_thread(Path(ref.path).read_bytes)
+        try:
+            data = await asyncio.to_thread(Path(ref.path).read_bytes)
+        except OSError as exc:
+            # A file gone from the upload cache becomes an empty image: the image
+            # service leaves it out of earlier turns instead of failing each of them.
+            logger.warning("cannot read the attached image %s: %s", ref.path, exc)
+            data = b""
         return ImagePart.from_bytes(data, ref.mime or mimetypes.guess_type(ref.path)[0] or "application/octet-stream")
 
     async def _fit_images(self, chat_request: ChatRequest, reply: Reply) -> ChatRequest:
