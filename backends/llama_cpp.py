@@ -303,7 +303,8 @@ class LlamaCppBackend(Backend):
         criteria = StoppingCriteriaList([stop_requested])
         if formatted.stopping_criteria is not None:
             criteria.extend(formatted.stopping_criteria)
-        stops = list(request.params.stop or ())
+        # An empty stop string would match at once and end every reply empty.
+        stops = [stop for stop in request.params.stop or () if stop]
         if isinstance(formatted.stop, str):
             stops.append(formatted.stop)
         elif formatted.stop:

@@ -176,3 +176,9 @@ async def test_configured_chat_template_replaces_the_embedded_one() -> None:
     usage = next(e for e in events if isinstance(e, Usage))
     # The embedded template adds a system prompt of about 20 tokens; this one adds nothing.
     assert usage.prompt_tokens is not None and usage.prompt_tokens <= 5
+
+
+async def test_empty_stop_string_is_ignored(backend: LlamaCppBackend) -> None:
+    events = await collect(backend, ask("Say hello.", max_tokens=8, stop=("",), seed=4))
+
+    assert text_of(events).strip() != ""
