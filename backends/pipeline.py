@@ -41,7 +41,7 @@ def build_router(config: AppConfig, context: BackendContext, *, layers: LayerSer
             routes[model.name] = backend
 
     # Resilience layers over every route; extra endpoints are backends of their own.
-    services = layers or open_services(config.resilience)
+    services = layers or open_services(config.resilience, env=context.env)
     routes, endpoint_backends = wrap_routes(
         config.backends, backends, services, lambda settings: create_backend(settings, context)
     )

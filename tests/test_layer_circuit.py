@@ -119,10 +119,12 @@ async def test_half_open_probe_success_closes() -> None:
     clock.advance(1)
     probe = layer.stream(request())
     first = await anext(probe)
+    gauge_while_probing = state(metrics)
     second_while_probing = await call(layer)
     rest = [event async for event in probe]
 
     assert isinstance(first, TextDelta)
+    assert gauge_while_probing == 1
     assert isinstance(second_while_probing, CircuitOpenError)
     assert len(rest) > 0
     assert layer.breaker.state == "closed"

@@ -50,8 +50,9 @@ def free_port() -> int:
 class RedisProcess:
     """A redis-server child process on a random port of 127.0.0.1, without persistence."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, password: str | None = None) -> None:
         self.port = free_port()
+        self.password = password
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._process = subprocess.Popen(
             [
@@ -62,6 +63,7 @@ class RedisProcess:
                 "--save", "",
                 "--appendonly", "no",
                 "--daemonize", "no",
+                *(["--requirepass", password] if password else []),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -69,7 +71,7 @@ class RedisProcess:
         self._wait_until_ready()
 
     def _wait_until_ready(self) -> None:
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
+        client = redis.Redis(host="127.0.0.1", port=self.port, password=self.password, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         try:
             while True:
@@ -182,7 +184,7 @@ def test_unreachable_redis_at_start_is_config_error() -> None:
 
     message = str(caught.value)
     assert "resilience.redis_url" in message
-    assert "did not respond" in message
+    assert "failed the start-up PING" in message
     assert "Start Redis at that address" in message
 
 
@@ -266,3 +268,21 @@ async def test_two_routers_share_cache_from_config(redis_server: RedisProcess) -
     peer = routers[1].backends["peer"]
     assert isinstance(peer, scripted.ScriptedBackend)
     assert peer.received == []
+
+
+def test_redis_password_comes_from_environment(tmp_path: Path) -> None:
+    server = RedisProcess(tmp_path, password="pw-from-env-7c1")
+    settings = ResilienceSettings(redis_url=server.url, redis_password_env="PARLEY_REDIS_PASSWORD")
+    try:
+        services = open_services(settings, env={"PARLEY_REDIS_PASSWORD": "pw-from-env-7c1"})
+        with pytest.raises(ConfigError) as missing:
+            open_services(settings, env={})
+        with pytest.raises(ConfigError) as wrong:
+            open_services(settings, env={"PARLEY_REDIS_PASSWORD": "not-the-password"})
+    finally:
+        server.stop()
+
+    assert services.redis is not None
+    assert "PARLEY_REDIS_PASSWORD, which is not set" in str(missing.value)
+    assert "failed the start-up PING" in str(wrong.value)
+    assert "not-the-password" not in str(wrong.value)

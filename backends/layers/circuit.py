@@ -56,15 +56,27 @@ class CircuitBreaker:
         self._cooldown = settings.cooldown_seconds
         self._cause: ParleyError | None = None
         self._probing = False
+        self._reported: CircuitState = "closed"
         metrics.set_circuit_state(endpoint, "closed")
 
     @property
     def state(self) -> CircuitState:
+        state: CircuitState
         if self._opened_at is None:
-            return "closed"
-        if self._clock.monotonic() - self._opened_at < self._cooldown:
-            return "open"
-        return "half_open"
+            state = "closed"
+        elif self._clock.monotonic() - self._opened_at < self._cooldown:
+            state = "open"
+        else:
+            state = "half_open"
+
+        # The cooldown ends without an event, so the gauge catches up when the state is next read.
+        if state != self._reported:
+            self._report(state)
+        return state
+
+    def _report(self, state: CircuitState) -> None:
+        self._reported = state
+        self._metrics.set_circuit_state(self.endpoint, state)
 
     def available(self) -> bool:
         """Return whether a request may go to the endpoint now."""
@@ -78,7 +90,6 @@ class CircuitBreaker:
             return
         if state == "half_open" and not self._probing:
             self._probing = True
-            self._metrics.set_circuit_state(self.endpoint, "half_open")
             logger.info("circuit of %s is half-open; sending one probe request", self.endpoint)
             return
         raise self.open_error()
@@ -135,7 +146,7 @@ class CircuitBreaker:
         self._cause = cause
         self._calls.clear()
         label = cause.short if cause else "failures"
-        self._metrics.set_circuit_state(self.endpoint, "open")
+        self._report("open")
         self._metrics.circuit_opens.labels(endpoint=self.endpoint, cause=label).inc()
         logger.warning("circuit of %s opened for %.0f s after %s", self.endpoint, cooldown, cause)
 
@@ -143,5 +154,5 @@ class CircuitBreaker:
         self._opened_at = None
         self._cause = None
         self._calls.clear()
-        self._metrics.set_circuit_state(self.endpoint, "closed")
+        self._report("closed")
         logger.info("circuit of %s closed after a successful probe", self.endpoint)

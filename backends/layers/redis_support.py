@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import urlsplit
 
 import redis as redis_sync
@@ -27,20 +28,29 @@ REDIS_RETRY_SECONDS = 30.0
 def redact_url(url: str) -> str:
     """Return the URL without user name and password, for logs and error messages."""
     parts = urlsplit(url)
+    if not parts.username and not parts.password:
+        return url
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
-def connect_redis(url: str, config_key: str) -> redis_asyncio.Redis:
-    """Return an asyncio client for `url` after one PING; raises ConfigError naming `config_key` if Redis does not respond.
+def connect_redis(url: str, config_key: str, password: str | None = None) -> redis_asyncio.Redis:
+    """Return an asyncio client for `url` after one PING; raises ConfigError naming `config_key` if the PING fails.
 
-    The PING uses a short-lived blocking client, so start-up code without an
-    event loop can call this. The returned client connects lazily in the
-    loop that first uses it.
+    `password`, when given, replaces any password in the URL. The PING uses
+    a short-lived blocking client, so start-up code without an event loop
+    can call this. The returned client connects lazily in the loop that
+    first uses it.
     """
+    options: dict[str, Any] = {
+        "socket_timeout": REDIS_TIMEOUT_SECONDS,
+        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+    }
+    if password is not None:
+        options["password"] = password
     try:
-        probe = redis_sync.Redis.from_url(url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+        probe = redis_sync.Redis.from_url(url, **options)
     except ValueError as exc:
         raise ConfigError(
             f"{config_key} = {redact_url(url)!r} is not a valid Redis URL ({exc})",
@@ -51,14 +61,13 @@ def connect_redis(url: str, config_key: str) -> redis_asyncio.Redis:
         probe.ping()
     except REDIS_FAILURES as exc:
         raise ConfigError(
-            f"Redis at {config_key} = {redact_url(url)!r} did not respond ({type(exc).__name__}: {exc})",
-            fix=f"Start Redis at that address, correct {config_key}, or remove it to keep the state in memory.",
+            f"Redis at {config_key} = {redact_url(url)!r} failed the start-up PING ({type(exc).__name__}: {exc})",
+            fix=f"Start Redis at that address, check its password (resilience.redis_password_env), "
+            f"correct {config_key}, or remove it to keep the state in memory.",
         ) from exc
     finally:
         probe.close()
-    return redis_asyncio.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
-    )
+    return redis_asyncio.Redis.from_url(url, **options)
 
 
 class RedisOutage:

@@ -44,14 +44,29 @@ class LayerServices:
 
 
 def open_services(
-    settings: ResilienceSettings, *, metrics: Metrics | None = None, clock: Clock | None = None
+    settings: ResilienceSettings,
+    *,
+    metrics: Metrics | None = None,
+    clock: Clock | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> LayerServices:
-    """Create the shared services; raises ConfigError when the configured Redis does not respond."""
+    """Create the shared services; raises ConfigError when the configured Redis fails its start-up PING.
+
+    `env` supplies the variable named by `redis_password_env`.
+    """
     clock = clock or SystemClock()
     services = LayerServices(settings=settings, metrics=metrics or Metrics(), clock=clock)
 
     if settings.redis_url:
-        services.redis = connect_redis(settings.redis_url, REDIS_URL_KEY)
+        password = None
+        if settings.redis_password_env:
+            password = (env or {}).get(settings.redis_password_env)
+            if not password:
+                raise ConfigError(
+                    f"resilience.redis_password_env names {settings.redis_password_env}, which is not set",
+                    fix=f"Export {settings.redis_password_env} with the Redis password, or remove redis_password_env.",
+                )
+        services.redis = connect_redis(settings.redis_url, REDIS_URL_KEY, password)
 
     memory = MemoryStore(settings.cache.max_entries, settings.cache.ttl_seconds, clock)
     if settings.cache.store == "redis" and services.redis is not None:
