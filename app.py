@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import audio as audio_api
-from api import install_api
+from api import install_api, install_fallback
 from api import metrics as metrics_api
 from api.auth import ApiKeys
 from api.services import ApiServices
@@ -99,6 +99,8 @@ def build_app(
     app.include_router(metrics_api.router)
     app.state.parley_transcriber = transcriber
     app.include_router(audio_api.router)
+    # Add new API routers above this line: the fallback answers every other /v1 path.
+    install_fallback(app)
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.
     if not ui:

@@ -16,3 +16,8 @@ def install_api(app: FastAPI, services: ApiServices) -> None:
     app.include_router(openai_routes.router)
     app.include_router(ws_routes.router)
     app.include_router(health.router)
+
+
+def install_fallback(app: FastAPI) -> None:
+    """Answer unknown /v1 paths with OpenAI's error JSON; call after the last API router, before the UI."""
+    app.include_router(openai_routes.fallback_router)

@@ -6,7 +6,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncGenerator, Awaitable
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -22,9 +22,9 @@ from api.openai_stream import (
     served_by_label,
 )
 from api.services import api_services
-from backends.errors import InputTooLargeError, StreamIncompleteError
+from backends.errors import InputTooLargeError, NotFoundError, StreamIncompleteError
 from backends.router import Router
-from backends.types import ChatRequest, Event
+from backends.types import ChatRequest, Event, ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -42,27 +42,37 @@ class ClientGone(Exception):
     """The client disconnected before the response started."""
 
 
+def model_object(info: ModelInfo) -> dict[str, Any]:
+    """Build OpenAI's model object, plus Parley's `capabilities` of the model."""
+    return {
+        "id": info.name,
+        "object": "model",
+        "created": 0,
+        "owned_by": info.backend,
+        "capabilities": {
+            "vision": info.capabilities.vision,
+            "reasoning": info.capabilities.reasoning,
+            "max_context": info.capabilities.max_context,
+            "ignored_params": sorted(info.capabilities.ignored_params),
+        },
+    }
+
+
 @router.get("/v1/models")
 async def list_models(request: Request) -> JSONResponse:
     services = api_services(request)
     services.authorize(request)
 
-    data = [
-        {
-            "id": info.name,
-            "object": "model",
-            "created": 0,
-            "owned_by": info.backend,
-            "capabilities": {
-                "vision": info.capabilities.vision,
-                "reasoning": info.capabilities.reasoning,
-                "max_context": info.capabilities.max_context,
-                "ignored_params": sorted(info.capabilities.ignored_params),
-            },
-        }
-        for info in services.router.models()
-    ]
+    data = [model_object(info) for info in services.router.models()]
     return JSONResponse({"object": "list", "data": data})
+
+
+@router.get("/v1/models/{model:path}")
+async def get_model(request: Request, model: str) -> JSONResponse:
+    services = api_services(request)
+    services.authorize(request)
+
+    return JSONResponse(model_object(services.router.info(model)))
 
 
 @router.post("/v1/chat/completions")
@@ -164,3 +174,17 @@ def _body_too_large(size: int, limit: int) -> InputTooLargeError:
 def _bypasses_cache(request: Request) -> bool:
     directives = request.headers.get("cache-control", "").lower()
     return "no-cache" in directives or "no-store" in directives
+
+
+# Included after every other API router (see `api.install_fallback`), so the
+# real routes match first; the UI mounted at "/" would otherwise answer an
+# unknown /v1 path with an HTML page.
+fallback_router = APIRouter()
+
+
+@fallback_router.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+async def unknown_endpoint(request: Request, path: str) -> Response:
+    raise NotFoundError(
+        f"{request.method} /v1/{path} is not an endpoint of Parley",
+        fix="Use GET /v1/models or POST /v1/chat/completions.",
+    )

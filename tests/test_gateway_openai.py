@@ -248,3 +248,22 @@ async def test_cache_hit_and_no_cache_header() -> None:
     assert second.json()["choices"][0]["message"]["content"] == "cache me"
     assert bypassed.headers["x-parley-served-by"] == "script/echo"
     assert [request.bypass_cache for request in received] == [False, True]
+
+
+async def test_model_retrieve_and_unknown(client: openai.AsyncOpenAI) -> None:
+    model = await client.models.retrieve("seer")
+
+    assert model.id == "seer"
+    assert model.owned_by == "script"
+    with pytest.raises(openai.NotFoundError):
+        await client.models.retrieve("gpt-9")
+
+
+async def test_unknown_v1_path_gets_openai_404(gateway: Gateway) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{gateway.v1}/embeddings", json={"input": "x"})
+
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert error["code"] == "not_found"
+    assert "POST /v1/embeddings" in error["message"]
