@@ -267,3 +267,18 @@ async def test_unknown_v1_path_gets_openai_404(gateway: Gateway) -> None:
     error = response.json()["error"]
     assert error["code"] == "not_found"
     assert "POST /v1/embeddings" in error["message"]
+
+
+async def test_cors_allows_configured_origin_only() -> None:
+    config = gateway_config(SCRIPTED_BACKEND, cors_origins=["http://localhost:3000"])
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+
+    async with run_gateway(config) as running, httpx.AsyncClient(base_url=running.v1) as http:
+        allowed = await http.options("/chat/completions", headers={"Origin": "http://localhost:3000", **preflight})
+        other = await http.options("/chat/completions", headers={"Origin": "http://evil.invalid", **preflight})
+
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    assert other.status_code == 400
+    assert "access-control-allow-origin" not in other.headers
