@@ -210,6 +210,7 @@ async def test_hang_retried_when_allowed(openai_server: FakeOpenAIServer) -> Non
     assert stack.clock.sleeps == [1.0]
     assert text_of(events) == REPLY
     assert finished(events).served_by == "remote/deepseek-chat after deepseek-chat: timeout"
+    assert stack.metric("parley_retries_total", backend="remote", model="deepseek-chat", code="timeout") == 1
 
 
 async def test_hang_falls_back_when_not_retried(openai_server: FakeOpenAIServer) -> None:
@@ -223,6 +224,8 @@ async def test_hang_falls_back_when_not_retried(openai_server: FakeOpenAIServer)
     assert stack.clock.sleeps == []
     assert text_of(events) == LOCAL_REPLY
     assert finished(events).served_by == "local/smollm2 after deepseek-chat: timeout"
+    assert stack.metric("parley_retries_total", backend="remote", model="deepseek-chat", code="timeout") == 0
+    assert stack.metric("parley_fallbacks_total", model="deepseek-chat", to="smollm2") == 1
 
 
 async def test_disconnect_before_first_chunk_is_retried(stack: Stack) -> None:
@@ -234,6 +237,8 @@ async def test_disconnect_before_first_chunk_is_retried(stack: Stack) -> None:
     assert stack.clock.sleeps == [1.0]
     assert text_of(events) == REPLY
     assert finished(events).reason == "stop"
+    assert finished(events).served_by == "remote/deepseek-chat after deepseek-chat: stream_incomplete"
+    assert stack.metric("parley_retries_total", backend="remote", model="deepseek-chat", code="stream_incomplete") == 1
 
 
 async def test_disconnect_after_first_chunk_keeps_partial_text(stack: Stack) -> None:
@@ -265,6 +270,7 @@ async def test_slow_drip_past_chunk_gap_is_interrupted(openai_server: FakeOpenAI
     assert text_of(events) == "one"
     assert notices(events) == ["interrupted"]
     assert finished(events).served_by == "remote/deepseek-chat after deepseek-chat: timeout"
+    assert stack.metric("parley_requests_total", backend="remote", model="deepseek-chat", outcome="interrupted") == 1
 
 
 async def test_slow_drip_within_limits_completes(openai_server: FakeOpenAIServer) -> None:
@@ -276,6 +282,7 @@ async def test_slow_drip_within_limits_completes(openai_server: FakeOpenAIServer
 
     assert text_of(events) == "one two three"
     assert finished(events).served_by == "remote/deepseek-chat"
+    assert stack.metric("parley_requests_total", backend="remote", model="deepseek-chat", outcome="ok") == 1
 
 
 async def test_malformed_sse_before_text_is_retried(stack: Stack) -> None:
@@ -284,8 +291,10 @@ async def test_malformed_sse_before_text_is_retried(stack: Stack) -> None:
     events = await stack.ask()
 
     assert stack.upstream_requests == 2
+    assert stack.clock.sleeps == [1.0]
     assert text_of(events) == REPLY
     assert finished(events).served_by == "remote/deepseek-chat after deepseek-chat: stream_incomplete"
+    assert stack.metric("parley_retries_total", backend="remote", model="deepseek-chat", code="stream_incomplete") == 1
 
 
 async def test_malformed_sse_after_text_is_interrupted(stack: Stack) -> None:
@@ -294,8 +303,11 @@ async def test_malformed_sse_after_text_is_interrupted(stack: Stack) -> None:
     events = await stack.ask()
 
     assert stack.upstream_requests == 1
+    assert stack.clock.sleeps == []
     assert text_of(events) == "The quick"
     assert notices(events) == ["interrupted"]
+    assert finished(events).served_by == "remote/deepseek-chat after deepseek-chat: stream_incomplete"
+    assert stack.metric("parley_requests_total", backend="remote", model="deepseek-chat", outcome="interrupted") == 1
 
 
 async def test_error_object_mid_stream_is_interrupted(stack: Stack) -> None:
@@ -307,7 +319,9 @@ async def test_error_object_mid_stream_is_interrupted(stack: Stack) -> None:
     assert text_of(events) == "The quick"
     assert notices(events) == ["interrupted"]
     assert finished(events).reason == "error"
+    assert finished(events).served_by == "remote/deepseek-chat after deepseek-chat: 500"
     assert stack.metric("parley_retries_total", backend="remote", model="deepseek-chat", code="overloaded") == 0
+    assert stack.metric("parley_requests_total", backend="remote", model="deepseek-chat", outcome="interrupted") == 1
 
 
 async def test_cache_hit_skips_upstream(openai_server: FakeOpenAIServer) -> None:
@@ -355,3 +369,5 @@ async def test_total_timeout_ends_steady_drip(openai_server: FakeOpenAIServer) -
     assert len(partial) < len("one two three four five six seven eight")
     assert notices(events) == ["interrupted"]
     assert finished(events).reason == "error"
+    assert finished(events).served_by == "remote/deepseek-chat after deepseek-chat: timeout"
+    assert stack.metric("parley_requests_total", backend="remote", model="deepseek-chat", outcome="interrupted") == 1
