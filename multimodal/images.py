@@ -57,6 +57,10 @@ _PILLOW_HARD_PIXEL_LIMIT = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
 # 1568 limit, in a quarter of the memory that 3000x2000 would take.
 _DRAFT_SLACK = 0.9
 
+# Start-of-scan markers a JPEG may have: a progressive photo has about 10, an
+# MPO file a few per frame, and its EXIF thumbnails one each.
+_MAX_JPEG_SCANS = 500
+
 # The smallest long side the byte-limit loop shrinks to before it gives up.
 _MIN_SIDE = 64
 
@@ -169,6 +173,8 @@ def prepare_image(data: bytes, limits: ImageLimits) -> PreparedImage:
         source_format = image.format or "unknown"
         source_mode = image.mode
         source_size = image.size
+        _check_jpeg_scans(data, source_format)
+
         # The limit applies to what will be decoded: a large JPEG decoded at
         # reduced scale needs only that much memory, whatever its header says.
         decode_scale = _draft(image, limits.max_side)
@@ -317,6 +323,25 @@ def _check_pixels(size: tuple[int, int], limits: ImageLimits) -> None:
         height=height,
         megapixels=f"{width * height / 1e6:.1f}",
         max_megapixels=f"{limits.max_pixels / 1e6:.1f}",
+    )
+
+
+def _check_jpeg_scans(data: bytes, source_format: str) -> None:
+    """Reject a JPEG with absurdly many scans before libjpeg spends minutes decoding them.
+
+    Each progressive scan makes libjpeg walk all coefficients again, so a small
+    file with thousands of scans costs minutes of CPU. Byte stuffing keeps FF DA
+    out of entropy-coded data, so the count is the start-of-scan markers plus
+    the few that binary metadata (ICC, maker notes) contains by chance.
+    """
+    if source_format not in ("JPEG", "MPO"):
+        return
+    scans = data.count(b"\xff\xda")
+    if scans <= _MAX_JPEG_SCANS:
+        return
+    reason = f"{scans} scans, where photos have at most a few dozen"
+    raise ImageCorruptError(
+        f"the JPEG file has {scans} scans, over the limit of {_MAX_JPEG_SCANS}", format=source_format, reason=reason
     )
 
 

@@ -279,6 +279,18 @@ def test_truncated_jpeg_is_named_truncated() -> None:
     assert caught.value.params["format"] == "JPEG"
 
 
+def test_jpeg_with_thousands_of_scans_is_rejected() -> None:
+    data = encode(noisy_photo((40, 40)), "JPEG", progressive=True)
+    assert 2 < data.count(b"\xff\xda") < 20
+    bomb = data + b"\xff\xda" * 1000
+
+    with pytest.raises(ImageCorruptError) as caught:
+        prepare_image(bomb, ImageLimits())
+
+    assert "scans" in caught.value.params["reason"]
+    assert prepare_image(data, ImageLimits()).report.final_size == (40, 40)
+
+
 def test_damaged_png_header_is_corrupt() -> None:
     data = bytearray(encode(Image.new("RGB", (20, 20), RED), "PNG"))
     data[20] ^= 0xFF  # inside IHDR, so its CRC no longer matches
