@@ -327,10 +327,11 @@ def _check_pixels(size: tuple[int, int], limits: ImageLimits) -> None:
 
 
 def _check_jpeg_scans(data: bytes, source_format: str) -> None:
-    """Reject a JPEG with absurdly many scans before libjpeg spends minutes decoding them.
+    """Reject a JPEG with absurdly many scans before libjpeg decodes them.
 
     Each progressive scan makes libjpeg walk all coefficients again, so a small
-    file with thousands of scans costs minutes of CPU. Byte stuffing keeps FF DA
+    file with thousands of scans can hold a worker for a long time (the
+    TurboJPEG API of libjpeg-turbo has a scan limit for this). Byte stuffing keeps FF DA
     out of entropy-coded data, so the count is the start-of-scan markers plus
     the few that binary metadata (ICC, maker notes) contains by chance.
     """
