@@ -118,7 +118,7 @@ def test_compare_through_client_exports_files(workbench_app: str) -> None:
     client = Client(workbench_app + "/", verbose=False)
     panes = ["scripted-echo", "code", 0.1, 0.9, 64, "second", "custom", 0.9, 1.0, 64] + ["scripted-echo", "custom", 0.7, 1.0, 64] * 2
 
-    job = client.submit("hello there", 2, 2, 7, False, *panes, api_name="/compare")
+    job = client.submit("hello there", None, 2, 2, 7, False, *panes, api_name="/compare")
     outputs = list(job)
 
     final = outputs[-1]
@@ -155,3 +155,26 @@ def test_chat_tab_has_preset_picker(workbench_app: str) -> None:
     values = [choice[1] for choice in picker["props"]["choices"]]
     assert values[:3] == ["custom", "customer_service", "creative_writing"]
     assert picker["props"]["value"] == "custom"
+
+
+def test_compare_sends_image_through_pipeline(tmp_path: Path) -> None:
+    from PIL import Image
+
+    picture = tmp_path / "cat.png"
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(picture)
+    raw = scripted_config(model="eyes", replies=[{"text": "an orange square"}])
+    raw["backends"][0]["models"] = [{"name": "eyes", "vision": True}, {"name": "blind"}]
+    raw["presets"] = {"data_dir": str(tmp_path / "data")}
+
+    with serve_parley(raw) as url:
+        client = Client(url + "/", verbose=False)
+        image_box = next(c for c in client.config["components"] if c.get("props", {}).get("elem_id") == "parley-cmp-image")
+        if not image_box["props"].get("visible", True):
+            pytest.skip("the app does not pass an image pipeline to the UI")
+        panes = ["eyes", "custom", 0.7, 1.0, 64, "blind", "custom", 0.7, 1.0, 64] + ["eyes", "custom", 0.7, 1.0, 64] * 2
+
+        final = client.predict("what is this?", handle_file(str(picture)), 2, 1, None, False, *panes, api_name="/compare")
+
+    assert final[0] == "an orange square"
+    assert final[1] == ""
+    assert "blind: This model cannot see images." in final[5]

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from backends.types import SamplingParams
+from backends.types import ImagePart, SamplingParams
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 from tests.workbench_support import openai_router, scripted_router
 from workbench.compare import CompareInputError, CompareRun, Pane, PaneSnapshot, spread
@@ -205,3 +205,20 @@ async def test_four_panes_stream_at_once_from_server(openai_server: FakeOpenAISe
     sent = sorted((request.json["model"], request.json["seed"]) for request in openai_server.chat_requests)
     assert sent == [(model, 42) for model in models]
     assert all(pane.latest is not None and pane.latest.tokens_estimated is False for pane in snapshot)
+
+
+async def test_compare_sends_image_to_each_pane() -> None:
+    router, backends = scripted_router(
+        local={"models": [{"name": "eyes", "vision": True}, {"name": "blind"}], "replies": [{"text": "a cat"}]}
+    )
+    image = ImagePart.from_bytes(b"\x89PNG fake bytes", "image/png")
+    panes = [Pane("eyes", RunSpec("eyes"), images=(image,)), Pane("blind", RunSpec("blind"), images=(image,))]
+
+    snapshot = await final(CompareRun(router, "what is this?", panes))
+
+    assert snapshot[0].text == "a cat"
+    sent = backends["local"].received[0]
+    assert sent.messages[-1].text_content == "what is this?"
+    assert sent.messages[-1].images == (image,)
+    assert snapshot[1].latest is not None
+    assert snapshot[1].latest.error_code == "image_not_supported"

@@ -1,20 +1,23 @@
 """The Compare tab: one prompt, 2 to 4 panes streaming at once, each with its own model and settings.
 
-Prompts are text only: the image and voice pipelines are not wired into
-compare runs, so the tab says so next to the prompt.
+When the app has an image pipeline, an optional image goes to every pane,
+prepared within each pane model's limits (a model without vision reports
+that it cannot see images). When it has a transcriber, a recording fills in
+the prompt. Without them the tab takes text only and says so.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from dataclasses import dataclass, replace
 from typing import Any
 
 import gradio as gr
 
 from backends.errors import ParleyError
-from backends.types import SamplingParams
+from backends.types import ImagePart, SamplingParams
 from ui.i18n import label, language_from_request, translate, translate_error
 from ui.preset_picker import CUSTOM, find_preset, ignored_note, preset_choices, preset_store
 from ui.services import UIServices
@@ -77,7 +80,8 @@ def format_stats(pane: PaneSnapshot, language: str) -> str:
     failures = [run for run in pane.runs if not run.ok]
     if failures:
         lines.append("⚠️ " + translate("cmp.errors", language, count=len(failures), runs=len(pane.runs)))
-        lines.append(failures[-1].error or "")
+        last = failures[-1]
+        lines.append(translate_error(last.exception, language) if last.exception else last.error or "")
     return "  \n".join(lines)
 
 
@@ -108,8 +112,16 @@ def build_compare_tab(services: UIServices) -> list[PaneControls]:
     settings = services.settings
     models = [info.name for info in router.models()]
 
-    prompt = gr.Textbox(label=label("cmp.prompt"), lines=3, elem_id="parley-cmp-prompt")
-    gr.Markdown(label("cmp.text_only"), elem_id="parley-cmp-text-only")
+    images = services.image_pipeline
+    transcriber = services.transcriber
+    with gr.Row():
+        prompt = gr.Textbox(label=label("cmp.prompt"), lines=3, scale=3, elem_id="parley-cmp-prompt")
+        image = gr.Image(type="filepath", sources=["upload", "clipboard"], label=label("cmp.image"), scale=1,
+                         visible=images is not None, elem_id="parley-cmp-image")
+        voice = gr.Audio(sources=["microphone", "upload"], type="filepath", label=label("cmp.voice"), scale=1,
+                         visible=transcriber is not None, elem_id="parley-cmp-voice")
+    if images is None or transcriber is None:
+        gr.Markdown(label("cmp.text_only"), elem_id="parley-cmp-text-only")
     with gr.Row():
         count = gr.Radio([2, 3, 4], value=MIN_PANES, label=label("cmp.panes"), elem_id="parley-cmp-count")
         repeats = gr.Slider(1, MAX_REPEATS, step=1, value=1, label=label("cmp.repeats"), info=label("cmp.repeats_info"),
@@ -181,9 +193,29 @@ def build_compare_tab(services: UIServices) -> list[PaneControls]:
                    for component in (pane.model, pane.preset, pane.temperature, pane.top_p, pane.max_tokens)]
     outputs = [*(pane.output for pane in panes), *(pane.stats for pane in panes), status, exports]
 
+    async def transcribe_prompt(path: str | None, current: str, request: gr.Request) -> tuple[str, str]:
+        """Replace the prompt with the transcript of a recording; on failure keep it and say why."""
+        if not path or transcriber is None:
+            return current, ""
+        try:
+            transcript = await transcriber.transcribe(path)
+        except ParleyError as exc:
+            logger.info("compare recording not transcribed: %s", exc)
+            return current, "⚠️ " + translate_error(exc, language_from_request(request))
+        return transcript.text, ""
+
+    voice.stop_recording(transcribe_prompt, [voice, prompt], [prompt, status], api_visibility="private")
+    voice.upload(transcribe_prompt, [voice, prompt], [prompt, status], api_visibility="private")
+
+    async def pane_images(path: str | None, model: str) -> tuple[ImagePart, ...]:
+        if not path or images is None:
+            return ()
+        prepared = await images.prepare(Path(path).read_bytes(), model)
+        return (prepared.part,)
+
     # Gradio fills a gr.Request parameter only before *args, so it comes first here.
-    async def compare(request: gr.Request, prompt_text: str, pane_count: int, runs: float, fixed_seed: float | None,
-                      cached: bool, *pane_values: Any) -> AsyncIterator[list[Any]]:
+    async def compare(request: gr.Request, prompt_text: str, image_path: str | None, pane_count: int, runs: float,
+                      fixed_seed: float | None, cached: bool, *pane_values: Any) -> AsyncIterator[list[Any]]:
         language = language_from_request(request)
         number = int(pane_count)
         try:
@@ -191,7 +223,8 @@ def build_compare_tab(services: UIServices) -> list[PaneControls]:
             for index in range(number):
                 model, preset_id, temperature, top_p, max_tokens = pane_values[index * 5: index * 5 + 5]
                 spec = pane_spec(store, model, preset_id, temperature, top_p, max_tokens, fixed_seed)
-                chosen.append(Pane(label=f"{index + 1}: {model}", spec=spec))
+                attached = await pane_images(image_path, model)
+                chosen.append(Pane(label=f"{index + 1}: {model}", spec=spec, images=attached))
             session = CompareRun(router, prompt_text or "", chosen, repeats=int(runs), bypass_cache=not cached,
                                  language=language)
         except ParleyError as exc:
@@ -213,7 +246,7 @@ def build_compare_tab(services: UIServices) -> list[PaneControls]:
 
     run_event = run.click(
         compare,
-        [prompt, count, repeats, seed, use_cache, *pane_inputs],
+        [prompt, image, count, repeats, seed, use_cache, *pane_inputs],
         outputs,
         api_name="compare",
         concurrency_limit=settings.concurrency_limit,

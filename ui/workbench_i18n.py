@@ -79,9 +79,11 @@ WORKBENCH_STRINGS: dict[str, dict[str, str]] = {
     # Compare tab.
     "cmp.prompt": {"en": "Prompt", "zh-CN": "提示词"},
     "cmp.text_only": {
-        "en": "Compare sends text prompts only; use the Chat tab for images and voice.",
-        "zh-CN": "对比功能只发送文本提示词；图片和语音请使用“对话”标签页。",
+        "en": "Image or voice input needs the image pipeline and the speech model, which this server has not set up; use text prompts here.",
+        "zh-CN": "图片或语音输入需要图片处理和语音模型，本服务器尚未配置；此处请使用文本提示词。",
     },
+    "cmp.image": {"en": "Image (optional, sent to every pane)", "zh-CN": "图片（可选，发送给每一栏）"},
+    "cmp.voice": {"en": "Speak the prompt", "zh-CN": "语音输入提示词"},
     "cmp.panes": {"en": "Panes", "zh-CN": "对比栏数"},
     "cmp.repeats": {"en": "Runs per pane", "zh-CN": "每栏运行次数"},
     "cmp.repeats_info": {

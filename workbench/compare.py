@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from backends.errors import InvalidInputError
 from backends.router import Router
+from backends.types import ImagePart
 from workbench.runner import Clock, RunRecorder, RunResult, RunSpec, run_once
 
 logger = logging.getLogger(__name__)
@@ -31,10 +32,14 @@ class CompareInputError(InvalidInputError):
 
 @dataclass(frozen=True, slots=True)
 class Pane:
-    """One column of a compare run: a label shown above it and what it sends."""
+    """One column of a compare run: a label shown above it, its settings and the images it sends.
+
+    Images are per pane because each is prepared within its model's limits.
+    """
 
     label: str
     spec: RunSpec
+    images: tuple[ImagePart, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +145,7 @@ class CompareRun:
                 language=self._language,
                 clock=self._clock,
                 recorder=state.live,
+                images=state.pane.images,
             )
             state.runs.append(result)
         state.live = None

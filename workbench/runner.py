@@ -7,16 +7,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from backends.errors import ParleyError
+from backends.errors import ImageNotSupportedError, ParleyError
 from backends.router import Router
 from backends.types import (
     ChatRequest,
     Finished,
+    ImagePart,
     Message,
     Notice,
     ReasoningDelta,
     SamplingParams,
     TextDelta,
+    TextPart,
     Usage,
 )
 from workbench.presets import split_ignored
@@ -60,6 +62,8 @@ class RunResult:
     error_code: str | None = None
     notices: tuple[str, ...] = ()
     ignored_params: tuple[str, ...] = ()
+    # The error itself, so a UI can translate it by its code and params.
+    exception: ParleyError | None = field(default=None, repr=False, compare=False)
 
     @property
     def chars(self) -> int:
@@ -71,16 +75,27 @@ class RunResult:
 
 
 def build_request(
-    router: Router, spec: RunSpec, prompt: str, *, bypass_cache: bool, language: str = "en"
+    router: Router,
+    spec: RunSpec,
+    prompt: str,
+    *,
+    bypass_cache: bool,
+    language: str = "en",
+    images: tuple[ImagePart, ...] = (),
 ) -> tuple[ChatRequest, tuple[str, ...]]:
-    """Build the request for a prompt; parameters the model ignores are left out and returned.
+    """Build the request for a prompt and optional images; parameters the model ignores are left out and returned.
 
-    Raises NotFoundError for a model the router does not serve.
+    Raises NotFoundError for a model the router does not serve, and
+    ImageNotSupportedError for images sent to a model without vision. That
+    check comes first because a fallback chain would otherwise answer for
+    the model being measured, or end in the canned reply.
     """
     info = router.info(spec.model)
+    if images and not info.capabilities.vision:
+        raise ImageNotSupportedError("the model cannot see images", model=spec.model)
     params, dropped = split_ignored(spec.params, info.capabilities)
 
-    messages = [Message.text("user", prompt)]
+    messages = [Message(role="user", parts=(TextPart(prompt), *images))]
     if spec.system_prompt.strip():
         messages.insert(0, Message.text("system", spec.system_prompt))
     request = ChatRequest(
@@ -158,6 +173,7 @@ class RunRecorder:
             error_code=None if self.error is None else self.error.code,
             notices=tuple(self.notices),
             ignored_params=ignored_params,
+            exception=self.error,
         )
 
 
@@ -170,6 +186,7 @@ async def run_once(
     language: str = "en",
     clock: Clock = time.perf_counter,
     recorder: RunRecorder | None = None,
+    images: tuple[ImagePart, ...] = (),
 ) -> RunResult:
     """Stream one reply and measure it; a ParleyError becomes the result's `error`, not an exception.
 
@@ -177,7 +194,9 @@ async def run_once(
     """
     recorder = recorder or RunRecorder(clock)
     try:
-        request, dropped = build_request(router, spec, prompt, bypass_cache=bypass_cache, language=language)
+        request, dropped = build_request(
+            router, spec, prompt, bypass_cache=bypass_cache, language=language, images=images
+        )
     except ParleyError as exc:
         recorder.fail(exc)
         return recorder.result()
