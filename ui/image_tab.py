@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import tempfile
@@ -64,13 +65,13 @@ class ImageHandlers:
 
         language = language_from_request(request)
         try:
-            data = Path(path).read_bytes()
+            data = await asyncio.to_thread(Path(path).read_bytes)
             prepared = await self.images.prepare(data, model)
         except ParleyError as error:
             logger.info("image upload rejected: %s", error)
             return None, f"**❌ {escape_html(translate_error(error, language))}**", None
 
-        preview = self._write_preview(prepared)
+        preview = await asyncio.to_thread(self._write_preview, prepared)
         max_side = self.images.limits_for(model).max_side
         return str(preview), render_report(prepared.report, max_side, language), prepared
 
