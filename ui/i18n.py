@@ -116,6 +116,41 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "No models are configured. Add a backend to the config file and start Parley again.",
         "zh-CN": "没有配置任何模型。请在配置文件中添加后端，然后重新启动 Parley。",
     },
+    # The Voice tab and speech input in the chat textbox (ui.voice_tab).
+    "voice.audio": {"en": "Recording", "zh-CN": "录音"},
+    "voice.language": {"en": "Spoken language (also for recordings in the chat box)", "zh-CN": "说话的语言（也用于对话框中的录音）"},
+    "voice.language.ui": {"en": "Same as the page", "zh-CN": "跟随界面语言"},
+    "voice.language.auto": {"en": "Detect automatically", "zh-CN": "自动检测"},
+    "voice.language.zh": {"en": "Chinese", "zh-CN": "中文"},
+    "voice.language.en": {"en": "English", "zh-CN": "英文"},
+    "voice.transcribe": {"en": "Transcribe", "zh-CN": "转写"},
+    "voice.autosend": {
+        "en": "Send chat box recordings right after transcribing",
+        "zh-CN": "对话框中的录音转写后立即发送",
+    },
+    "voice.transcript": {"en": "Transcript (editable)", "zh-CN": "转写结果（可编辑）"},
+    "voice.send": {"en": "Send to chat", "zh-CN": "发送到对话"},
+    "voice.recent": {"en": "Recent recordings", "zh-CN": "最近的录音"},
+    "voice.status.queued": {
+        "en": "Waiting for the speech model: position {position} in the queue…",
+        "zh-CN": "正在排队等待语音模型：第 {position} 位…",
+    },
+    "voice.status.loading": {"en": "Loading the speech model…", "zh-CN": "正在加载语音模型…"},
+    "voice.status.transcribing": {"en": "Transcribing…", "zh-CN": "正在转写…"},
+    "voice.status.done": {
+        "en": "Language: {detected} ({probability}) · audio {duration} s · transcribed in {seconds} s",
+        "zh-CN": "语言：{detected}（{probability}）· 音频 {duration} 秒 · 转写用时 {seconds} 秒",
+    },
+    "voice.status.stopped_early": {
+        "en": "Transcription stopped at its time limit; the end of the recording is missing.",
+        "zh-CN": "转写达到时间上限后停止，录音结尾部分未转写。",
+    },
+    "voice.need_audio": {"en": "Record or upload a clip first.", "zh-CN": "请先录音或上传音频。"},
+    "voice.need_text": {"en": "The transcript is empty; transcribe or type something first.", "zh-CN": "转写结果为空，请先转写或输入文字。"},
+    "voice.unavailable": {
+        "en": "Speech-to-text is not set up on this server.",
+        "zh-CN": "此服务器未启用语音转文字。",
+    },
     # Errors, one per ParleyError code; "{where}" is prefixed by `translate_error()`.
     "error.internal_error": {
         "en": "Something went wrong inside Parley. Retry, and report the problem if it persists.",
