@@ -178,3 +178,17 @@ def test_compare_sends_image_through_pipeline(tmp_path: Path) -> None:
     assert final[0] == "an orange square"
     assert final[1] == ""
     assert "blind: This model cannot see images." in final[5]
+
+
+@pytest.mark.slow
+def test_compare_voice_fills_prompt(workbench_app: str) -> None:
+    recording = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "audio" / "en-jfk.flac"
+    client = Client(workbench_app + "/", verbose=False)
+    voice_box = next(c for c in client.config["components"] if c.get("props", {}).get("elem_id") == "parley-cmp-voice")
+    if not voice_box["props"].get("visible", True):
+        pytest.skip("the app does not pass a transcriber to the UI")
+
+    prompt, status = client.predict(handle_file(str(recording)), "typed before", api_name="/compare_transcribe")
+
+    assert status == ""
+    assert "ask not what your country can do for you" in prompt.lower()

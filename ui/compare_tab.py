@@ -205,7 +205,8 @@ def build_compare_tab(services: UIServices) -> list[PaneControls]:
         return transcript.text, ""
 
     voice.stop_recording(transcribe_prompt, [voice, prompt], [prompt, status], api_visibility="private")
-    voice.upload(transcribe_prompt, [voice, prompt], [prompt, status], api_visibility="private")
+    voice.upload(transcribe_prompt, [voice, prompt], [prompt, status], api_name="compare_transcribe",
+                 api_visibility="undocumented")
 
     async def pane_images(path: str | None, model: str) -> tuple[ImagePart, ...]:
         if not path or images is None:
