@@ -24,7 +24,7 @@ from api.openai_stream import (
 from api.services import api_services
 from backends.errors import InputTooLargeError, NotFoundError, StreamIncompleteError
 from backends.router import Router
-from backends.types import ChatRequest, Event, ModelInfo
+from backends.types import ChatRequest, Event, ModelInfo, Notice
 
 logger = logging.getLogger(__name__)
 
@@ -109,16 +109,25 @@ async def chat_completions(request: Request) -> Response:
 
 
 async def open_stream(router: Router, chat: ChatRequest) -> AsyncGenerator[Event, None]:
-    """Start a stream and wait for its first event; failures before it are raised here."""
+    """Start a stream and wait for its first event other than a notice; failures before it are raised here.
+
+    Retry and fallback notices come before the first token, and a failure
+    after them is still a failure before the reply started, so it keeps its
+    HTTP status. The notices are sent with the first event.
+    """
     events = cast(AsyncGenerator[Event, None], router.stream(chat))
+    notices: list[Event] = []
     try:
         first = await anext(events)
+        while isinstance(first, Notice):
+            notices.append(first)
+            first = await anext(events)
     except StopAsyncIteration:
         raise StreamIncompleteError("the stream ended before its first event", model=chat.model) from None
     except BaseException:
         await events.aclose()
         raise
-    return chain_first(first, events)
+    return chain_first((*notices, first), events)
 
 
 async def until_disconnect(request: Request, work: Awaitable[_T]) -> _T:

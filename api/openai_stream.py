@@ -101,10 +101,11 @@ def sse_comment(text: str) -> bytes:
     return b": " + " ".join(text.split()).encode() + b"\n\n"
 
 
-async def chain_first(first: Event, rest: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
-    """Put back the event read ahead of the stream; closing the result closes `rest`."""
+async def chain_first(first: tuple[Event, ...], rest: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+    """Put back the events read ahead of the stream; closing the result closes `rest`."""
     try:
-        yield first
+        for event in first:
+            yield event
         async for event in rest:
             yield event
     finally:

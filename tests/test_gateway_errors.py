@@ -260,3 +260,34 @@ async def test_healthz_marks_unreachable_backend(gateway: Gateway) -> None:
     reachable = {backend["name"]: backend["reachable"] for backend in body["backends"]}
     assert reachable == {"script": True, "down": False}
     assert body["status"] == "degraded"
+
+
+async def test_failed_fallback_chain_keeps_status() -> None:
+    # echo falls back to thinker; both hit the same rate-limited reply, so
+    # the stream sends a fallback notice before the failure it ends with.
+    backend = {**SCRIPTED_BACKEND, "models": [{"name": "echo", "fallback": ["thinker"]}, {"name": "thinker"}]}
+    body = {"model": "echo", "messages": [{"role": "user", "content": "fail early"}], "stream": True}
+
+    async with run_gateway(gateway_config(backend)) as running, httpx.AsyncClient() as client:
+        response = await client.post(f"{running.v1}/chat/completions", json=body)
+        received = running.scripted().received
+
+    assert [request.model for request in received] == ["echo", "thinker"]
+    assert response.status_code == 429
+    assert error_of(response)["code"] == "rate_limited"
+
+
+async def test_fallback_notice_precedes_reply() -> None:
+    failing = {"name": "broken", "kind": "scripted", "models": [{"name": "first", "fallback": ["second"]}], "replies": [{"error": "overloaded"}]}
+    working = {"name": "spare", "kind": "scripted", "models": [{"name": "second"}]}
+    body = {"model": "first", "messages": [{"role": "user", "content": "hello"}], "stream": True}
+
+    async with run_gateway(gateway_config(failing, working)) as running, httpx.AsyncClient() as client:
+        response = await client.post(f"{running.v1}/chat/completions", json=body)
+
+    assert response.status_code == 200
+    lines = [line for line in response.text.splitlines() if line]
+    assert lines[0].startswith(": notice falling_back:")
+    assert '"role":"assistant","content":"hello"' in lines[1]
+    assert ": served by spare/second after first: overloaded" in lines
+    assert lines[-1] == "data: [DONE]"
