@@ -192,3 +192,18 @@ def test_compare_voice_fills_prompt(workbench_app: str) -> None:
 
     assert status == ""
     assert "ask not what your country can do for you" in prompt.lower()
+
+
+def test_batch_start_names_ignored_params(tmp_path: Path) -> None:
+    raw = scripted_config(model="reasoner", replies=[{"text": "ok"}])
+    raw["backends"][0]["models"] = [{"name": "reasoner", "ignored_params": ["temperature", "top_p"]}]
+    raw["presets"] = {"data_dir": str(tmp_path / "data")}
+
+    with serve_parley(raw) as url:
+        client = Client(url + "/", verbose=False)
+        job_id, status, _, _ = client.predict(
+            handle_file(prompts_file(tmp_path, 2)), ["reasoner"], "code", "0.3", "", False, api_name="/start_batch"
+        )
+
+    assert status.startswith(f"Job {job_id} started: 2 runs.")
+    assert "reasoner ignores temperature, top_p: these settings are not sent to it." in status

@@ -17,7 +17,7 @@ import gradio as gr
 from backends.errors import ParleyError
 from backends.types import SamplingParams
 from ui.i18n import label, language_from_request, translate, translate_error
-from ui.preset_picker import CUSTOM, find_preset, job_manager, preset_choices, preset_store
+from ui.preset_picker import CUSTOM, find_preset, ignored_note, job_manager, preset_choices, preset_store
 from ui.services import UIServices
 from workbench.batch import BatchRow, Job, JobManager, base_spec, make_plan, parse_grid_values
 from workbench.errors import InputFileTooLargeError
@@ -185,6 +185,13 @@ def build_batch_tab(services: UIServices) -> None:
 
         job = manager.submit(plan, owner)
         message = translate("batch.started", language, job_id=job.id, runs=plan.total)
+
+        # Name the settings each model ignores; the runs leave them out of its requests.
+        values = plan.base.params.as_dict()
+        values["temperature"] = values.get("temperature", temps[0])
+        values["top_p"] = values.get("top_p", nucleus[0])
+        notes = [ignored_note(router, name, values, language) for name in dict.fromkeys(model_names)]
+        message = "  \n".join([message, *(note for note in notes if note)])
         return job.id, message, gr.Dropdown(choices=job_choices(owner), value=job.id), gr.Timer(active=True)
 
     async def cancel_job(job_id_text: str, request: gr.Request) -> str:
