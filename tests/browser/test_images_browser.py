@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.browser.test_chat_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.support import open_page
 from tests.ui_support import serve_parley
 
 pytestmark = pytest.mark.browser
@@ -40,18 +39,8 @@ def app_url() -> Iterator[str]:
 
 @pytest.fixture
 def page(app_url: str) -> Iterator[Any]:
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed; run `make system-packages`")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(locale="en-US")
-        page = context.new_page()
-        page.goto(app_url + "/", wait_until="load")
-        page.locator("#parley-input textarea").wait_for(timeout=30_000)
-        yield page
-        context.close()
-        browser.close()
+    with open_page(app_url + "/", locale="en-US") as opened:
+        yield opened
 
 
 @pytest.fixture
