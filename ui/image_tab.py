@@ -49,7 +49,7 @@ class ImageTab:
 
 
 class ImageHandlers:
-    """Event handlers of the Image tab; `images` prepares, `router` answers."""
+    """Event handlers of the Image tab: `images` prepares the upload, the router streams the reply."""
 
     def __init__(self, services: UIServices, images: ImageService) -> None:
         self.services = services
@@ -219,8 +219,11 @@ def _model_choices(services: UIServices, images: ImageService) -> tuple[list[tup
     ordered = sorted(infos, key=lambda info: not info.capabilities.vision)
     choices = [(f"{info.name} 👁" if info.capabilities.vision else info.name, info.name) for info in ordered]
     vision = images.vision_models()
-    default = vision[0] if vision else (services.settings.default_model or (ordered[0].name if ordered else None))
-    return choices, default
+    if vision:
+        return choices, vision[0]
+    if services.settings.default_model:
+        return choices, services.settings.default_model
+    return choices, ordered[0].name if ordered else None
 
 
 def build_image_tab(services: UIServices) -> ImageTab | None:
