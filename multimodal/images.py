@@ -494,6 +494,8 @@ def _to_srgb(image: Image.Image, icc_profile: bytes | None) -> tuple[Image.Image
     that LittleCMS cannot read is ignored with a warning rather than
     rejecting a picture that would look nearly right.
     """
+    # NOTE: a HEIC that states its colours only as nclx primaries (for example
+    # Display P3 without an ICC profile) is sent unconverted, so slightly duller.
     name = ""
     if icc_profile and image.mode in ("RGB", "RGBA", "CMYK"):
         try:
