@@ -82,11 +82,13 @@ async def chat_completions(request: Request) -> Response:
 
     raw = await read_body(request, services.server.max_body_bytes)
     parsed = parse_chat_body(raw, bypass_cache=_bypasses_cache(request))
+    image_notices: tuple[Notice, ...] = ()
     if services.images is not None:
         # Before the capability check: the vision rules may re-target the
         # request or replace earlier images with a placeholder.
         fitted = await services.images.prepare_request(parsed.chat)
         parsed = dataclasses.replace(parsed, chat=fitted.request)
+        image_notices = fitted.notices
     check_chat_request(parsed.chat, services.router, services.server.max_prompt_chars)
 
     try:
@@ -94,6 +96,9 @@ async def chat_completions(request: Request) -> Response:
             # Read the first event before the response starts, so a failure
             # before the first token still gets its own HTTP status.
             events = await until_disconnect(request, open_stream(services.router, parsed.chat))
+            if image_notices:
+                # The image rules' notices (another model answers, images left out) go first, as comments.
+                events = chain_first(image_notices, events)
             encoder = ChunkEncoder(parsed.chat.model)
             body = encode_sse(events, encoder, include_usage=parsed.include_usage)
             return EventStreamResponse(body, headers=_SSE_HEADERS)

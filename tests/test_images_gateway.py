@@ -306,3 +306,23 @@ async def test_less_common_formats_are_accepted(
     sent = gateway.scripted().received[-1].messages[0].images[0]
     assert sent.mime in ("image/png", "image/jpeg")
     assert Image.open(io.BytesIO(sent.data)).size == (64, 48)
+
+
+async def test_stream_carries_image_notice(http: httpx.AsyncClient) -> None:
+    body = {
+        "model": "echo",
+        "stream": True,
+        "messages": [
+            image_turn(data_url(jpeg(noisy_photo((80, 80))))),
+            {"role": "assistant", "content": "Grey noise."},
+            {"role": "user", "content": "thanks"},
+        ],
+    }
+
+    response = await http.post("/chat/completions", json=body)
+
+    assert response.status_code == 200
+    lines = response.text.splitlines()
+    notice = ": notice info: echo cannot see images, so 1 image(s) from earlier turns were left out of this request."
+    assert notice in lines
+    assert lines.index(notice) < next(index for index, line in enumerate(lines) if line.startswith("data: "))
