@@ -58,6 +58,9 @@ class ServerSettings(StrictModel):
     ws_max_in_flight: int = Field(
         default=32, gt=0, description="Requests one /ws/chat connection may have in flight at once."
     )
+    ws_auth_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a /ws/chat client has to send its auth message when keys are set."
+    )
     api_keys_env: str = Field(
         default="PARLEY_API_KEYS",
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",

@@ -61,17 +61,22 @@ class ChatSession:
     async def run(self) -> None:
         """Serve frames until the client disconnects, then cancel what is still in flight."""
         try:
+            if not self._authenticated and not await self._authenticate(await self._receive_auth()):
+                return
             while True:
-                raw = await self._receive()
-                if not self._authenticated:
-                    if not await self._authenticate(raw):
-                        return
-                    continue
-                await self._handle(raw)
+                await self._handle(await self._receive())
         except _Closed:
             pass
         finally:
             await self._cancel_all()
+
+    async def _receive_auth(self) -> str | bytes | None:
+        """Return the first frame, or None when the client sent none within the auth timeout."""
+        try:
+            async with asyncio.timeout(self._services.server.ws_auth_timeout):
+                return await self._receive()
+        except TimeoutError:
+            return None
 
     async def _receive(self) -> str | bytes:
         message = await self._websocket.receive()
@@ -82,10 +87,10 @@ class ChatSession:
             return cast(str, text)
         return cast(bytes, message.get("bytes") or b"")
 
-    async def _authenticate(self, raw: str | bytes) -> bool:
+    async def _authenticate(self, raw: str | bytes | None) -> bool:
         """Check the first frame is an `auth` message with an accepted key; close the connection if not."""
         try:
-            message = ws_protocol.parse_client_message(raw)
+            message = None if raw is None else ws_protocol.parse_client_message(raw)
         except BadRequestError:
             message = None
 
@@ -116,10 +121,6 @@ class ChatSession:
         except BadRequestError as exc:
             request_id = exc.params.get("request_id")
             await self._send_error(exc, request_id if isinstance(request_id, str) else None)
-            return
-        except RecursionError:
-            nested = BadRequestError("the message nests arrays or objects too deeply to parse", fix="Send a flat protocol message.")
-            await self._send_error(nested, None)
             return
 
         if isinstance(message, ws_protocol.CancelMessage):

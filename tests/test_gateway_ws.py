@@ -157,7 +157,7 @@ async def test_deeply_nested_frame_gets_error(ws: ClientConnection) -> None:
     error = await receive(ws)
 
     assert error["id"] is None
-    assert "too deeply" in error["message"]
+    assert error["code"] == "bad_request"
     await ws.send(request("ok", "echo", "still here"))
     assert text_of(await receive_until_done(ws, "ok"), "ok") == "still here"
 
@@ -267,6 +267,19 @@ async def test_bearer_header_admits_client(keyed_gateway: Gateway) -> None:
         await connection.send(request("r", "echo", "hello"))
 
         assert text_of(await receive_until_done(connection, "r"), "r") == "hello"
+
+
+async def test_silent_client_closed_after_auth_timeout() -> None:
+    config = gateway_config(SCRIPTED_BACKEND, ws_auth_timeout=0.5)
+    async with run_gateway(config, env={"PARLEY_API_KEYS": KEY}) as gateway:
+        connection = await ws_with_keys(gateway.url)
+        async with connection:
+            error = await receive(connection)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(connection.recv(), timeout=10)
+
+    assert error["code"] == "auth_failed"
+    assert connection.close_code == 1008
 
 
 @pytest.mark.parametrize(
