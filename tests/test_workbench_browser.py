@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -77,5 +78,32 @@ def test_scenarios_tab_saves_preset_for_chat(app_url: str) -> None:
             page.locator("#parley-preset input").click()
             page.get_by_role("option", name="我的摘要").click()
             playwright_api.expect(page.locator("#parley-max-tokens input[type=number]")).to_have_value("512")
+        finally:
+            browser.close()
+
+
+def test_batch_tab_shows_progress_until_done(app_url: str, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_bytes("提示词,答案\n你好,ok\n再见,ok\n谢谢,ok\n".encode("gbk"))
+
+    with playwright_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_context(locale="zh-CN").new_page()
+            page.goto(app_url + "/")
+            page.get_by_role("tab", name="批量").click()
+
+            page.locator("#parley-batch-file input[type=file]").set_input_files(str(prompts))
+            playwright_api.expect(page.locator("#parley-batch-parsed")).to_contain_text("已读取 3 条提示词")
+            page.locator("#parley-batch-temperatures textarea").fill("0.2, 0.8")
+            page.locator("#parley-batch-start").click()
+
+            # The timer polls the job until it ends; no click is needed to see the result.
+            done = page.locator('#parley-batch-progress-text[data-state="done"]')
+            playwright_api.expect(done).to_contain_text("已完成 6/6 次运行", timeout=30_000)
+            playwright_api.expect(page.locator("#parley-batch-bar")).to_have_attribute("value", "6")
+            playwright_api.expect(page.locator("#parley-batch-table")).to_contain_text("再见")
+            job_id = page.locator("#parley-batch-job-id textarea").input_value()
+            assert len(job_id) == 12
         finally:
             browser.close()
