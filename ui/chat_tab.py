@@ -39,6 +39,10 @@ History = list[dict[str, Any]]
 # closed tab leaves its entry behind, so the table is bounded.
 _MAX_STOPPED_REPLIES = 1024
 
+# From this many messages on, streamed updates come at most every 100 ms.
+LONG_CHAT_MESSAGES = 50
+LONG_CHAT_INTERVAL_S = 0.1
+
 
 def model_choice_label(info: ModelInfo) -> str:
     """The model picker's label: name, backend and capability badges."""
@@ -174,7 +178,11 @@ class ChatHandlers:
         reply = Reply(model=model, language=language)
         yield history + reply.messages()
 
+        # Every update re-sends and diffs the whole history, so a long chat
+        # gets at most 10 updates per second.
         interval = self.settings.stream_interval_ms / 1000
+        if interval and len(history) >= LONG_CHAT_MESSAGES:
+            interval = max(interval, LONG_CHAT_INTERVAL_S)
         stopped = False
         try:
             chat_request = ChatRequest(
