@@ -26,7 +26,7 @@ from api import install_api, install_fallback
 from api import metrics as metrics_api
 from api.auth import ApiKeys
 from api.services import ApiServices
-from backends.errors import ConfigError
+from backends.errors import ParleyError
 from backends.pipeline import build_router
 from backends.registry import BackendContext
 from config import CONFIG_ENV, AppConfig, load_config, resolve_config_path
@@ -141,7 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(resolve_config_path(args.config, os.environ))
         app = build_app(config)
-    except ConfigError as exc:
+    except ParleyError as exc:
+        # Config, presets and model files are checked here, before the port is bound.
         print(f"parley: {exc}", file=sys.stderr)
         return 2
 

@@ -292,3 +292,13 @@ def test_example_config_mentions_every_option() -> None:
     missing = sorted(name for name in names if not re.search(rf"(^|[\s#\[.]){re.escape(name)}\s*(=|\.|\])", example, re.MULTILINE))
 
     assert missing == []
+
+
+def test_main_reports_presets_error_and_exits(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "absent-presets.toml"
+    path = write_config(tmp_path, f'[presets]\nfile = "{missing}"\n' + SCRIPTED)
+
+    status = app.main(["--config", str(path)])
+
+    assert status == 2
+    assert "absent-presets.toml" in capsys.readouterr().err
