@@ -99,7 +99,7 @@ def build_app(
     app.include_router(metrics_api.router)
     app.state.parley_transcriber = transcriber
     app.include_router(audio_api.router)
-    # Add new API routers above this line: the fallback answers every other /v1 path.
+    # Add new API routers above this line: the fallback handles every other /v1 path.
     install_fallback(app)
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.

@@ -289,10 +289,10 @@ def describe_input(value: Any) -> str:
     """Return " (got VALUE)" for a scalar input, cut to 80 characters, and "" for a table or list."""
     if isinstance(value, dict | list):
         return ""
-    shown = repr(value)
-    if len(shown) > 80:
-        shown = shown[:77] + "..."
-    return f" (got {shown})"
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f" (got {text})"
 
 
 def format_key_path(location: Sequence[str | int]) -> str:

@@ -19,5 +19,5 @@ def install_api(app: FastAPI, services: ApiServices) -> None:
 
 
 def install_fallback(app: FastAPI) -> None:
-    """Answer unknown /v1 paths with OpenAI's error JSON; call after the last API router, before the UI."""
+    """Return OpenAI's error JSON for unknown /v1 paths; call after the last API router, before the UI."""
     app.include_router(openai_routes.fallback_router)

@@ -191,8 +191,8 @@ def _bypasses_cache(request: Request) -> bool:
 
 
 # Included after every other API router (see `api.install_fallback`), so the
-# real routes match first; the UI mounted at "/" would otherwise answer an
-# unknown /v1 path with an HTML page.
+# real routes match first. Without it, the UI mounted at "/" would return an
+# HTML page for an unknown /v1 path.
 fallback_router = APIRouter()
 
 

@@ -90,7 +90,7 @@ def test_defaults_with_openai_base_url_use_its_models() -> None:
     assert "deepseek" not in [backend.name for backend in config.backends]
 
 
-def test_defaults_with_openai_key_use_official_url_and_mini() -> None:
+def test_defaults_with_openai_key() -> None:
     pytest.importorskip("backends.openai_compat")
 
     config = load_config(None, env={"OPENAI_API_KEY": "sk-test-openai"})
