@@ -93,3 +93,34 @@ def test_autosend_sends_chat_recording(page: Any) -> None:
     user.wait_for(timeout=TRANSCRIBE_TIMEOUT_MS)
     assert char_error_rate(REFERENCES[ZH_CLIP], user.inner_text()) <= 0.2
     page.locator("#parley-chatbot [data-testid=bot]", has_text="收到").first.wait_for(timeout=30_000)
+
+
+@pytest.fixture
+def page_with_fake_microphone(app_url: str) -> Iterator[Any]:
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed; run `make system-packages`")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    fake_media = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *fake_media])
+        context = browser.new_context(locale="zh-CN", permissions=["microphone"])
+        page = context.new_page()
+        page.goto(app_url + "/", wait_until="domcontentloaded", timeout=120_000)
+        page.locator("#parley-input textarea").wait_for(timeout=120_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def test_microphone_recording_reaches_transcriber(page_with_fake_microphone: Any) -> None:
+    # Chromium's fake microphone plays beeps, not speech: the recording must
+    # arrive, decode and be rejected with the Chinese no-speech message.
+    page = page_with_fake_microphone
+    page.locator("#parley-tab-voice-button").click()
+    page.locator("#parley-voice-audio button.record-button").click()
+    page.wait_for_timeout(3000)
+    page.locator("#parley-voice-audio button.stop-button").first.click()
+
+    toast = page.locator(".toast-body", has_text="没有检测到语音")
+    toast.wait_for(timeout=TRANSCRIBE_TIMEOUT_MS)
+    assert page.locator("#parley-voice-transcript textarea").input_value() == ""
