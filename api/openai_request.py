@@ -81,7 +81,7 @@ class ParsedRequest:
     include_usage: bool
 
 
-def parse_chat_body(raw: bytes, *, bypass_cache: bool) -> ParsedRequest:
+def parse_chat_body(raw: bytes, *, bypass_cache: bool, language: str = "en") -> ParsedRequest:
     """Parse a request body; raises BadRequestError naming the field at fault."""
     try:
         data = json.loads(raw)
@@ -120,7 +120,9 @@ def parse_chat_body(raw: bytes, *, bypass_cache: bool) -> ParsedRequest:
         seed=body.seed,
         stop=_parse_stop(body.stop),
     )
-    chat = ChatRequest(messages=messages, model=body.model, params=params, bypass_cache=bypass_cache, user=body.user)
+    chat = ChatRequest(
+        messages=messages, model=body.model, params=params, bypass_cache=bypass_cache, user=body.user, language=language
+    )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return ParsedRequest(chat=chat, stream=body.stream, include_usage=include_usage)
 

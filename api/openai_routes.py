@@ -81,7 +81,7 @@ async def chat_completions(request: Request) -> Response:
     services.authorize(request)
 
     raw = await read_body(request, services.server.max_body_bytes)
-    parsed = parse_chat_body(raw, bypass_cache=_bypasses_cache(request))
+    parsed = parse_chat_body(raw, bypass_cache=_bypasses_cache(request), language=_language(request))
     image_notices: tuple[Notice, ...] = ()
     if services.images is not None:
         # Before the capability check: the vision rules may re-target the
@@ -183,6 +183,12 @@ def _body_too_large(size: int, limit: int) -> InputTooLargeError:
         fix="Send smaller images or fewer messages, or raise server.max_body_bytes in the config.",
         limit=limit,
     )
+
+
+def _language(request: Request) -> str:
+    """Pick the language of notices and canned replies: zh-CN when Accept-Language puts Chinese first."""
+    accepted = request.headers.get("accept-language", "").strip().lower()
+    return "zh-CN" if accepted.startswith("zh") else "en"
 
 
 def _bypasses_cache(request: Request) -> bool:

@@ -282,3 +282,14 @@ async def test_cors_allows_configured_origin_only() -> None:
     assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
     assert other.status_code == 400
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_accept_language_sets_request_language(gateway: Gateway) -> None:
+    body = {"model": "echo", "messages": [{"role": "user", "content": "hi"}]}
+
+    async with httpx.AsyncClient(base_url=gateway.v1) as http:
+        await http.post("/chat/completions", json=body, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+        await http.post("/chat/completions", json=body, headers={"Accept-Language": "en-US,en;q=0.9"})
+        await http.post("/chat/completions", json=body)
+
+    assert [request.language for request in gateway.scripted().received] == ["zh-CN", "en", "en"]
