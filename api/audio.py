@@ -76,6 +76,7 @@ async def create_transcription(request: Request) -> Response:
         # A client that leaves cancels its job: dropped from the queue, or stopped at the next segment.
         transcript = await until_disconnect(request, transcriber.transcribe(audio, options))
     except InvalidInputError as exc:
+        # Errors about the recording itself carry no param yet; the language error names its own.
         exc.params.setdefault("param", "file")
         raise
     except ClientGone:

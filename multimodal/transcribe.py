@@ -42,7 +42,7 @@ FALLBACK_TEMPERATURES = (0.0, 0.4, 0.8)
 FALLBACK_BEST_OF = 2
 
 # Languages whose text is written without spaces between words.
-_UNSPACED_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "my", "bo"})
+UNSPACED_LANGUAGES = frozenset({"zh", "yue", "ja", "th", "lo", "my", "bo"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +134,9 @@ def normalize_language(value: str | None) -> str | None:
     code = tag if tag in _LANGUAGE_CODES else tag.split("-")[0]
     if code not in _LANGUAGE_CODES:
         raise UnsupportedLanguageError(
-            f"The language {value!r} is not one of the speech model's language codes", language=value
+            f"The language {value!r} is not one of the speech model's language codes",
+            language=value,
+            param="language",
         )
     return code
 
@@ -305,7 +307,7 @@ class Transcriber:
 
         language = info.language
         segments, removed = _clean_segments(raw_segments, language)
-        separator = "" if language in _UNSPACED_LANGUAGES else " "
+        separator = "" if language in UNSPACED_LANGUAGES else " "
         text = separator.join(segment.text for segment in segments).strip()
         if not text:
             raise NoSpeechError(
@@ -349,7 +351,7 @@ def _clean_segments(raw_segments: list[Segment], language: str) -> tuple[list[Tr
         if language == "zh":
             # One script in the output: Whisper mixes Traditional and Simplified characters.
             text = to_simplified(text)
-        if language in _UNSPACED_LANGUAGES:
+        if language in UNSPACED_LANGUAGES:
             text = join_cjk(text)
         text, dropped = remove_hallucinations(text)
         removed.extend(dropped)

@@ -141,3 +141,12 @@ async def test_upload_over_limit_is_rejected(speech_cache_dir: Path) -> None:
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["code"] == "audio_file_too_large"
     assert "audio.max_upload_mb" in caught.value.message
+
+
+async def test_unknown_language_names_its_param(client: openai.AsyncOpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        await client.audio.transcriptions.create(model="whisper-1", file=EN_JFK.open("rb"), language="xx-klingon")
+
+    assert isinstance(caught.value.body, dict)
+    assert caught.value.body["code"] == "unsupported_language"
+    assert caught.value.body["param"] == "language"

@@ -24,7 +24,7 @@ from typing import Any
 import gradio as gr
 
 from backends.errors import ParleyError
-from multimodal.transcribe import TranscribeOptions, Transcriber, Transcript, TranscriptionStatus
+from multimodal.transcribe import UNSPACED_LANGUAGES, TranscribeOptions, Transcriber, Transcript, TranscriptionStatus
 from ui.i18n import CHINESE, label, language_from_request, translate, translate_error
 from ui.services import UIServices
 
@@ -172,7 +172,7 @@ class VoiceHandlers:
         # Only props change while waiting: a new value would fire this handler again.
         language = language_from_request(request)
         text = str(value.get("text") or "")
-        transcripts: list[str] = []
+        transcripts: list[Transcript] = []
         try:
             for path in audio:
                 code = whisper_language(choice, language)
@@ -180,14 +180,18 @@ class VoiceHandlers:
                     if isinstance(update, str):
                         yield gr.update(placeholder=update, interactive=False), gr.skip()
                     else:
-                        transcripts.append(update.text)
+                        transcripts.append(update)
         except gr.Error:
             # Drop the recording that failed, so the message can still be sent.
             others = [path for path in files if path and str(path) not in audio]
             yield gr.update(value={"text": text, "files": others}, placeholder=label("chat.placeholder"), interactive=True), gr.skip()
             raise
 
-        joined = " ".join([text, *transcripts]).strip() if language != CHINESE else "".join([text, *transcripts]).strip()
+        # Chinese and Japanese transcripts join without a space, like their words.
+        joined = text.strip()
+        for transcript in transcripts:
+            separator = "" if not joined or transcript.language in UNSPACED_LANGUAGES else " "
+            joined = f"{joined}{separator}{transcript.text}"
         remaining = [path for path in files if path and str(path) not in audio]
         message = {"text": joined, "files": remaining}
         restored = gr.update(value=message, placeholder=label("chat.placeholder"), interactive=True)
