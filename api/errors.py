@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from backends.errors import ParleyError
+from backends.errors import BadRequestError, ParleyError
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +24,13 @@ _TYPES_BY_STATUS = {
     404: "invalid_request_error",
     429: "rate_limit_error",
 }
+
+
+class MethodNotAllowedError(BadRequestError):
+    """A known API path called with a method it does not accept."""
+
+    code = "method_not_allowed"
+    http_status = 405
 
 
 def error_type(status: int) -> str:

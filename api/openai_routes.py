@@ -9,8 +9,10 @@ from collections.abc import AsyncGenerator, Awaitable
 from typing import Any, TypeVar, cast
 
 from fastapi import APIRouter, Request
+from starlette.routing import Match
 from fastapi.responses import JSONResponse, Response
 
+from api.errors import MethodNotAllowedError
 from api.limits import check_chat_request
 from api.openai_request import parse_chat_body
 from api.openai_stream import (
@@ -202,9 +204,30 @@ def _bypasses_cache(request: Request) -> bool:
 fallback_router = APIRouter()
 
 
+def _other_route_serves(request: Request, method: str) -> bool:
+    """Check whether a route before this fallback serves the request's path with `method`."""
+    scope = {**request.scope, "method": method}
+    for route in request.app.router.routes:
+        # The first route that fully matches the request itself is this
+        # fallback, since routing picked it; the routes after it do not count.
+        if route.matches(request.scope)[0] == Match.FULL:
+            return False
+        if route.matches(scope)[0] == Match.FULL:
+            return True
+    return False
+
+
 @fallback_router.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 async def unknown_endpoint(request: Request, path: str) -> Response:
+    target = f"/v1/{path}"
+    allowed = [method for method in ("GET", "POST") if _other_route_serves(request, method)]
+    if allowed:
+        raise MethodNotAllowedError(
+            f"{target} does not accept {request.method}",
+            fix=f"Send {' or '.join(allowed)} {target}.",
+            param="method",
+        )
     raise NotFoundError(
-        f"{request.method} /v1/{path} is not an endpoint of Parley",
+        f"{request.method} {target} is not an endpoint of Parley",
         fix="Use GET /v1/models or POST /v1/chat/completions.",
     )

@@ -74,12 +74,17 @@ def test_app_serves_with_arguments_over_config(server: tuple[str, Path]) -> None
     models = httpx.get(f"{url}/v1/models", headers=headers, timeout=10)
     unauthorized = httpx.get(f"{url}/v1/models", timeout=10)
     page = httpx.get(f"{url}/", timeout=30)
+    wrong_method = httpx.get(f"{url}/v1/chat/completions", headers=headers, timeout=10)
+    unknown = httpx.post(f"{url}/v1/embeddings", headers=headers, timeout=10)
 
     assert models.status_code == 200
     assert [model["id"] for model in models.json()["data"]] == ["echo"]
     assert unauthorized.status_code == 401
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
+    assert wrong_method.status_code == 405
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "not_found"
     text = log.read_text(encoding="utf-8")
     assert f"Parley serving on {url} with models echo" in text
     assert KEY not in text

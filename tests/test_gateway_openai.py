@@ -259,6 +259,16 @@ async def test_model_retrieve_and_unknown(client: openai.AsyncOpenAI) -> None:
         await client.models.retrieve("gpt-9")
 
 
+async def test_wrong_method_gets_405(gateway: Gateway) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(f"{gateway.v1}/chat/completions")
+
+    assert response.status_code == 405
+    error = response.json()["error"]
+    assert error["code"] == "method_not_allowed"
+    assert "Send POST /v1/chat/completions" in error["message"]
+
+
 async def test_unknown_v1_path_gets_openai_404(gateway: Gateway) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.post(f"{gateway.v1}/embeddings", json={"input": "x"})
