@@ -81,10 +81,13 @@ async def test_subtitle_formats(client: openai.AsyncOpenAI, response_format: str
     lines = str(subtitles).splitlines()
     if response_format == "srt":
         assert lines[0] == "1"
-        assert lines[1].startswith("00:00:0") and "," in lines[1] and " --> " in lines[1]
+        assert lines[1].startswith("00:00:0")
+        assert " --> " in lines[1]
+        assert "," in lines[1]
     else:
         assert lines[0] == "WEBVTT"
-        assert " --> " in lines[2] and "." in lines[2]
+        assert " --> " in lines[2]
+        assert "." in lines[2]
     assert "fellow Americans" in str(subtitles)
 
 

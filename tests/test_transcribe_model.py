@@ -80,7 +80,7 @@ def test_directory_without_tokenizer_is_rejected(tmp_path: Path) -> None:
     assert "tokenizer.json" in str(caught.value)
 
 
-def test_model_name_not_in_local_cache_fails_without_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uncached_model_name_fails_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # An empty Hugging Face cache: local_files_only must fail instead of downloading.
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     spec = ModelSpec(model="tiny", cache_dir=tmp_path, device="cpu", compute_type="int8", cpu_threads=1, workers=1)
