@@ -15,6 +15,7 @@ from pathlib import Path
 import gradio as gr
 from fastapi import FastAPI
 
+from ui.browser_locale import ChineseLocaleMiddleware
 from ui.chat_tab import build_chat_tab
 from ui.i18n import I18N, label
 from ui.preset_picker import attach_to_chat_tab
@@ -75,6 +76,7 @@ def mount_ui(app: FastAPI, services: UIServices, *, path: str = "/") -> gr.Block
     """
     settings = services.settings
     blocks = build_blocks(services)
+    app.add_middleware(ChineseLocaleMiddleware, path=path)
     blocks.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
     gr.mount_gradio_app(
         app,

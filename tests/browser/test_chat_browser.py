@@ -53,7 +53,9 @@ def page(app_url: str) -> Iterator[object]:
         dialogs: list[str] = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
         page.dialogs = dialogs  # type: ignore[attr-defined]
-        page.goto(app_url + "/", wait_until="networkidle")
+        # Other tabs poll the server, so the network never goes idle; wait for the input instead.
+        page.goto(app_url + "/", wait_until="load")
+        page.locator("#parley-input textarea").wait_for(timeout=30_000)
         yield page
         context.close()
         browser.close()
@@ -126,7 +128,42 @@ def test_edit_box_shows_text_as_typed_and_resends(page: object) -> None:
     editor.fill(editor.input_value() + " <i>二</i>")
     chatbot.locator("button[aria-label=Submit], button[aria-label=发送]").last.click()
 
-    expect(page.locator("[data-testid=user]").last).to_contain_text("二", timeout=20_000)  # type: ignore[attr-defined]
+    # The browser first shows the edit as typed (sanitized); the server's escaped version replaces it.
+    expect(page.locator("[data-testid=user]").last).to_contain_text(re.compile("<\u2060?i>二"), timeout=20_000)  # type: ignore[attr-defined]
     user_text = visible(page.locator("[data-testid=user]").last.inner_text())  # type: ignore[attr-defined]
     assert "问题 <b>一</b> <i>二</i>" in user_text
     assert chatbot.locator("b, i").count() == 0
+
+
+def test_over_limit_paste_is_refused_and_kept(page: object) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    box = page.locator("#parley-input textarea")  # type: ignore[attr-defined]
+    pasted = "长" * 200_001
+
+    box.fill(pasted)
+    box.press("Enter")
+
+    # The error names the limit in Chinese; the text stays in the box and nothing is sent.
+    expect(page.get_by_text("200000 个字符的上限")).to_be_visible(timeout=20_000)  # type: ignore[attr-defined]
+    assert len(box.input_value()) == 200_001
+    assert page.locator("[data-testid=user]").count() == 0  # type: ignore[attr-defined]
+
+
+def test_every_chinese_locale_gets_chinese_labels(app_url: str) -> None:
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} is not installed; run `make system-packages`")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    expected = {"zh": "停止", "zh-CN": "停止", "zh-Hans": "停止", "zh-Hans-CN": "停止", "en-US": "Stop"}
+    seen: dict[str, str] = {}
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        for locale, label in expected.items():
+            context = browser.new_context(locale=locale)
+            page = context.new_page()
+            page.goto(app_url + "/", wait_until="load")
+            playwright_api.expect(page.locator("#parley-stop")).to_have_text(label, timeout=30_000)
+            seen[locale] = page.locator("#parley-stop").inner_text()
+            context.close()
+        browser.close()
+
+    assert seen == expected
