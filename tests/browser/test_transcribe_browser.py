@@ -124,3 +124,28 @@ def test_microphone_recording_reaches_transcriber(page_with_fake_microphone: Any
     toast = page.locator(".toast-body", has_text="没有检测到语音")
     toast.wait_for(timeout=TRANSCRIBE_TIMEOUT_MS)
     assert page.locator("#parley-voice-transcript textarea").input_value() == ""
+
+
+def test_recent_recording_replays_transcript(page: Any) -> None:
+    page.locator("#parley-tab-voice-button").click()
+    page.locator("#parley-voice-audio button[aria-label='Upload file']").click()
+    page.locator("#parley-voice-audio input[type=file]").set_input_files(str(ZH_CLIP))
+    page.wait_for_function(
+        "() => document.querySelector('#parley-voice-transcript textarea').value.length > 0",
+        timeout=TRANSCRIBE_TIMEOUT_MS,
+    )
+    transcript = str(page.locator("#parley-voice-transcript textarea").input_value())
+    page.locator("#parley-voice-transcript textarea").fill("改过的文字")
+
+    page.locator("#parley-voice-recent input").click()
+    options = page.locator("#parley-voice-recent [data-testid=dropdown-option]")
+    options.first.wait_for(timeout=10_000)
+    assert options.count() == 1
+    options.first.click()
+
+    page.wait_for_function(
+        "expected => document.querySelector('#parley-voice-transcript textarea').value === expected",
+        arg=transcript,
+        timeout=10_000,
+    )
+    assert page.locator("#parley-voice-audio audio").count() >= 1
