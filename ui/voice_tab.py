@@ -125,13 +125,19 @@ class VoiceHandlers:
             raise gr.Error(translate("voice.need_audio", language))
         recent = list(recent or [])
 
-        async for update in transcribe_with_status(self.transcriber(language), path, whisper_language(choice, language), language):
-            if isinstance(update, str):
-                yield update, gr.skip(), gr.skip(), gr.skip()
-                continue
-            recent = [Recording(path, update.text, time.time()), *recent][:MAX_RECENT]
-            picker = gr.update(choices=[(item.choice_label(), index) for index, item in enumerate(recent)], value=None)
-            yield summary_text(update, language), update.text, recent, picker
+        updates = transcribe_with_status(self.transcriber(language), path, whisper_language(choice, language), language)
+        try:
+            async for update in updates:
+                if isinstance(update, str):
+                    yield update, gr.skip(), gr.skip(), gr.skip()
+                    continue
+                recent = [Recording(path, update.text, time.time()), *recent][:MAX_RECENT]
+                picker = gr.update(choices=[(item.choice_label(), index) for index, item in enumerate(recent)], value=None)
+                yield summary_text(update, language), update.text, recent, picker
+        except gr.Error:
+            # Clear the last progress line, so "Transcribing…" does not stay beside the error.
+            yield "", gr.skip(), gr.skip(), gr.skip()
+            raise
 
     def replay(self, index: int | None, recent: list[Recording] | None) -> tuple[Any, Any]:
         """Load a recent recording and its transcript back into the player and the editor."""
