@@ -55,7 +55,11 @@ async def create_transcription(request: Request) -> Response:
     settings = transcriber.settings
 
     form = await _read_form(request, settings.max_upload_bytes)
-    audio = await _read_file(form, settings.max_upload_bytes)
+    try:
+        audio = await _read_file(form, settings.max_upload_bytes)
+    finally:
+        # Starlette spools uploads over 1 MB to a temporary file; close it now that the bytes are read.
+        await form.close()
     response_format = _field(form, "response_format") or "json"
     if response_format not in RESPONSE_FORMATS:
         raise BadRequestError(
