@@ -204,3 +204,24 @@ def test_closed_tab_closes_upstream_while_waiting(openai_server_thread: FakeOpen
         # The upstream request hangs for 30 s; the handler's heartbeat lets Gradio stop it long before.
         server.wait_until_sync(lambda: server.in_flight == 0, timeout=10)
         assert server.disconnects == 1
+
+
+@pytest.mark.slow
+def test_local_context_overflow_shows_clear_message() -> None:
+    pytest.importorskip("llama_cpp")
+    # Without the canned reply, which the fallback layer would serve in its place.
+    raw = {
+        "backends": [{"name": "local", "kind": "llama_cpp", "n_ctx": 256}],
+        "resilience": {"fallback": {"canned_reply": False}},
+    }
+    with serve_parley(raw) as url:
+        client = Client(url + "/", verbose=False, headers={"Accept-Language": "zh-CN"})
+        long_prompt = "这是一段很长的文字。" * 200
+
+        history, _ = client.predict({"text": long_prompt, "files": []}, [], "smollm2", "", 0.2, 1.0, 16, api_name="/chat")
+
+        assert history[0]["role"] == "user"
+        assert history[0]["content"][0]["text"] == long_prompt
+        title = status_title(history)
+        assert title.startswith("失败：")
+        assert "上下文" in title
