@@ -190,7 +190,13 @@ class Transcriber:
             temperature=options.temperature,
         )
         job = self._enqueue()
-        future = self._pool.submit(self._run, job, source, options)
+        try:
+            future = self._pool.submit(self._run, job, source, options)
+        except RuntimeError:
+            # The pool is shut down (the app is stopping); do not leave the job counted as waiting.
+            with self._lock:
+                self._waiting.remove(job)
+            raise
         wrapped = asyncio.wrap_future(future)
 
         last: TranscriptionStatus | None = None
