@@ -8,6 +8,7 @@ clients (gradio_client, Playwright) can talk to it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -17,6 +18,7 @@ from typing import Any
 import uvicorn
 
 from app import build_app
+from backends.errors import ParleyError
 from backends.registry import BackendContext
 from config import parse_config
 
@@ -54,6 +56,12 @@ def serve_parley(raw_config: Mapping[str, Any], *, env: Mapping[str, str] | None
             raise RuntimeError("uvicorn did not start within 10 s")
         yield f"http://127.0.0.1:{port}"
     finally:
+        # The app starts loading Whisper in a background thread; a process
+        # that exits during that load aborts, so let the load finish first.
+        transcriber = getattr(app.state, "parley_transcriber", None)
+        if transcriber is not None:
+            with contextlib.suppress(ParleyError):
+                transcriber.model.get(timeout=120)
         server.should_exit = True
         thread.join(timeout=10)
         # Gradio's queue leaves background tasks on the loop; cancel them before closing it.
