@@ -424,3 +424,31 @@ async def test_cached_reply_is_marked_and_regenerate_bypasses_cache() -> None:
     assert answer_text(regenerated) == "second sample"
     assert "cached" not in status_block(regenerated)["metadata"]["title"]
     assert len(backend.received) == 2
+
+
+async def test_fallback_shows_in_title_and_notice() -> None:
+    from backends.pipeline import build_router
+    from config import parse_config
+
+    raw = {
+        "backends": [
+            {
+                "name": "scripted",
+                "kind": "scripted",
+                "models": [{"name": "primary", "fallback": ["backup"]}],
+                "replies": [{"match": "", "text": "", "error": "overloaded"}],
+            },
+            {"name": "spare", "kind": "scripted", "models": [{"name": "backup"}]},
+        ],
+        "resilience": {"retry": {"max_retries": 0}},
+    }
+    config = parse_config(raw, source="test", env={})
+    handlers = ChatHandlers(UIServices(router=build_router(config, BackendContext())))
+
+    history, _ = (await send(handlers, "hello", model="primary"))[-1]
+
+    assert answer_text(history) == "hello"
+    title = status_block(history)["metadata"]["title"]
+    assert title.startswith("backup · spare")
+    assert title.endswith(" · after primary: overloaded")
+    assert "Falling back: " in status_block(history)["content"][0]["text"]

@@ -211,4 +211,7 @@ class Reply:
         title = figures
         if self.finished is not None and self.finished.reason in ("length", "content_filter"):
             title = f"{translate('reply.' + self.finished.reason, language)} · {figures}"
+        if self.finished is not None and self.finished.failures:
+            # A fallback stays visible without opening the block.
+            title += " · " + translate("reply.served_after", language, failures=", ".join(self.finished.failures))
         return status_message(title, details or [figures], pending=False)
