@@ -70,6 +70,11 @@ class ServerSettings(StrictModel):
     worker_threads: int | None = Field(
         default=None, gt=0, description="Threads for CPU-bound work (local model, Whisper, images); default: CPU count."
     )
+    canned_reply_for_api: bool = Field(
+        default=False,
+        description="Let HTTP and WebSocket API clients get the canned reply when every model fails, "
+        "instead of the error and its status; the browser UI always may.",
+    )
 
 
 class AppConfig(StrictModel):

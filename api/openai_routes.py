@@ -84,6 +84,9 @@ async def chat_completions(request: Request) -> Response:
 
     raw = await read_body(request, services.server.max_body_bytes)
     parsed = parse_chat_body(raw, bypass_cache=_bypasses_cache(request), language=_language(request))
+    # API clients get a failure's HTTP status, not the canned reply, unless server.canned_reply_for_api is on.
+    chat = dataclasses.replace(parsed.chat, allow_canned_reply=services.server.canned_reply_for_api)
+    parsed = dataclasses.replace(parsed, chat=chat)
     image_notices: tuple[Notice, ...] = ()
     if services.images is not None:
         # Before the capability check: the vision rules may re-target the

@@ -10,6 +10,7 @@ open; only failed authentication closes it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import AsyncGenerator
@@ -147,6 +148,8 @@ class ChatSession:
 
         try:
             chat = ws_protocol.message_to_request(message)
+            # As on the HTTP gateway: the error event, not the canned reply, unless server.canned_reply_for_api is on.
+            chat = dataclasses.replace(chat, allow_canned_reply=self._services.server.canned_reply_for_api)
             if self._services.images is not None:
                 # The same image rules as the HTTP gateway; notices go out before the reply.
                 fitted = await self._services.images.prepare_request(chat)

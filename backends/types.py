@@ -100,7 +100,9 @@ class ChatRequest:
     "deepseek-chat" or "smollm2"); the router resolves it to a backend and
     that backend's upstream model id. `language` is the user's UI language
     ("en" or "zh-CN") for messages that layers write themselves, such as a
-    canned fallback reply.
+    canned fallback reply. `allow_canned_reply` False makes a fallback chain
+    that fails everywhere raise its error instead of ending in the canned
+    reply; the API gateway sets it from `server.canned_reply_for_api`.
     """
 
     messages: tuple[Message, ...]
@@ -109,6 +111,7 @@ class ChatRequest:
     bypass_cache: bool = False
     user: str | None = None
     language: str = "en"
+    allow_canned_reply: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,9 +7,16 @@ from typing import Any
 import pytest
 
 from backends import scripted
-from backends.errors import BadRequestError, ConfigError, OverloadedError
+from backends.errors import (
+    BadRequestError,
+    ConfigError,
+    ConnectionFailedError,
+    ContextTooLongError,
+    ImageNotSupportedError,
+    OverloadedError,
+)
 from backends.layers.clock import FakeClock
-from backends.layers.fallback import ChainStep, FallbackLayer, FallbackSettings, expand_chains
+from backends.layers.fallback import CANNED_MODEL, ChainStep, FallbackLayer, FallbackSettings, expand_chains
 from backends.layers.metrics import Metrics
 from backends.layers.retry import RetryLayer, RetrySettings
 from backends.registry import BackendContext
@@ -104,6 +111,85 @@ async def test_without_canned_reply_last_error_is_raised() -> None:
         await collect(layer)
 
     assert caught.value.params["failures"] == ("primary: overloaded",)
+
+
+async def test_request_without_canned_reply_still_falls_back() -> None:
+    primary = make_backend("remote", "primary", {"error": "connection_failed"})
+    secondary = make_backend("local", "secondary", {"text": "from the local model"})
+    layer = FallbackLayer(
+        [ChainStep("primary", primary), ChainStep("secondary", secondary)], FallbackSettings(), metrics=Metrics()
+    )
+    chat = ChatRequest(messages=(Message.text("user", "hi"),), model="primary", allow_canned_reply=False)
+
+    events = await collect(layer, chat)
+
+    assert text_of(events) == "from the local model"
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.served_by == "local/secondary after primary: connection_failed"
+
+
+async def test_request_without_canned_reply_raises_last_error() -> None:
+    primary = make_backend("remote", "primary", {"error": "overloaded"})
+    secondary = make_backend("local", "secondary", {"error": "connection_failed"})
+    metrics = Metrics()
+    layer = FallbackLayer(
+        [ChainStep("primary", primary), ChainStep("secondary", secondary)], FallbackSettings(), metrics=metrics
+    )
+    chat = ChatRequest(messages=(Message.text("user", "hi"),), model="primary", allow_canned_reply=False)
+    events: list[Event] = []
+
+    with pytest.raises(ConnectionFailedError) as caught:
+        async for event in layer.stream(chat):
+            events.append(event)
+
+    assert caught.value.params["failures"] == ("primary: overloaded", "secondary: connection_failed")
+    assert text_of(events) == ""
+    assert [event.kind for event in events if isinstance(event, Notice)] == ["falling_back"]
+    assert metrics.value("parley_fallbacks_total", model="primary", to=CANNED_MODEL) == 0
+
+
+async def test_context_overflow_falls_back_to_next_model() -> None:
+    primary = make_backend("remote", "primary", {"error": "context_too_long"})
+    secondary = make_backend("local", "secondary", {"text": "a longer context fits"})
+    layer = FallbackLayer(
+        [ChainStep("primary", primary), ChainStep("secondary", secondary)], FallbackSettings(), metrics=Metrics()
+    )
+
+    events = await collect(layer)
+
+    assert text_of(events) == "a longer context fits"
+    assert len(secondary.received) == 1
+
+
+async def test_context_overflow_never_ends_in_canned_reply() -> None:
+    primary = make_backend("remote", "primary", {"error": "context_too_long", "error_message": "prompt is 9000 tokens"})
+    secondary = make_backend("local", "secondary", {"error": "overloaded"})
+    metrics = Metrics()
+    layer = FallbackLayer(
+        [ChainStep("primary", primary), ChainStep("secondary", secondary)], FallbackSettings(), metrics=metrics
+    )
+    events: list[Event] = []
+
+    with pytest.raises(ContextTooLongError) as caught:
+        async for event in layer.stream(request()):
+            events.append(event)
+
+    assert "prompt is 9000 tokens" in str(caught.value)
+    assert caught.value.params["failures"] == ("primary: context_too_long", "secondary: overloaded")
+    assert text_of(events) == ""
+    assert [event.kind for event in events if isinstance(event, Notice)] == ["falling_back"]
+    assert metrics.value("parley_fallbacks_total", model="primary", to=CANNED_MODEL) == 0
+
+
+async def test_image_not_supported_never_ends_in_canned_reply() -> None:
+    primary = make_backend("remote", "primary", {"error": "image_not_supported"})
+    layer = FallbackLayer([ChainStep("primary", primary)], FallbackSettings(), metrics=Metrics())
+
+    with pytest.raises(ImageNotSupportedError) as caught:
+        await collect(layer)
+
+    assert caught.value.params["failures"] == ("primary: image_not_supported",)
 
 
 async def test_failure_after_text_interrupts_without_fallback() -> None:

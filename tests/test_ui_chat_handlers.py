@@ -452,3 +452,38 @@ async def test_fallback_shows_in_title_and_notice() -> None:
     assert title.startswith("backup · spare")
     assert title.endswith(" · after primary: overloaded")
     assert "Falling back: " in status_block(history)["content"][0]["text"]
+
+
+async def test_context_overflow_is_shown_not_canned_reply() -> None:
+    from backends.pipeline import build_router
+    from config import parse_config
+
+    raw = {
+        "backends": [
+            {
+                "name": "scripted",
+                "kind": "scripted",
+                "models": [{"name": "primary", "fallback": ["backup"]}],
+                "replies": [{"error": "context_too_long", "error_message": "the prompt is 9000 tokens, over 8192"}],
+            },
+            {"name": "spare", "kind": "scripted", "models": [{"name": "backup"}], "replies": [{"error": "overloaded"}]},
+        ],
+        "resilience": {"retry": {"max_retries": 0}},
+    }
+    config = parse_config(raw, source="test", env={})
+    router = build_router(config, BackendContext())
+    handlers = ChatHandlers(UIServices(router=router))
+
+    try:
+        history, _ = (await send(handlers, "a long conversation", model="primary"))[-1]
+    finally:
+        await router.aclose()
+
+    assert history[0] == {"role": "user", "content": [{"type": "text", "text": "a long conversation"}]}
+    assert answer_text(history) == ""
+    title = status_block(history)["metadata"]["title"]
+    assert title.startswith("Failed: ")
+    assert "context" in title
+    details = status_block(history)["content"][0]["text"]
+    assert "the prompt is 9000 tokens, over 8192" in details
+    assert "try again" not in (title + details).lower()

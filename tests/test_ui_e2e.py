@@ -209,11 +209,8 @@ def test_closed_tab_closes_upstream_while_waiting(openai_server_thread: FakeOpen
 @pytest.mark.slow
 def test_local_context_overflow_shows_clear_message() -> None:
     pytest.importorskip("llama_cpp")
-    # Without the canned reply, which the fallback layer would serve in its place.
-    raw = {
-        "backends": [{"name": "local", "kind": "llama_cpp", "n_ctx": 256}],
-        "resilience": {"fallback": {"canned_reply": False}},
-    }
+    # The default resilience settings, canned reply included: the overflow error must still reach the page.
+    raw = {"backends": [{"name": "local", "kind": "llama_cpp", "n_ctx": 256}]}
     with serve_parley(raw) as url:
         client = Client(url + "/", verbose=False, headers={"Accept-Language": "zh-CN"})
         long_prompt = "这是一段很长的文字。" * 200

@@ -44,6 +44,11 @@ FALLBACK_ERRORS: tuple[type[ParleyError], ...] = (
     ThrottledError,
 )
 
+# Failures caused by the user's request that another model may avoid (one with
+# a larger context or with vision). The chain may try other models, but never
+# ends in the canned reply for them: "try again later" would hide the fix.
+USER_ERRORS: tuple[type[ParleyError], ...] = (ContextTooLongError, ImageNotSupportedError)
+
 # The backend and model names a served-by line shows for a canned reply.
 CANNED_BACKEND = "parley"
 CANNED_MODEL = "canned-reply"
@@ -118,6 +123,10 @@ class ChainStep:
 class FallbackLayer(Backend):
     """Tries each model of a chain until one starts streaming, then the canned reply.
 
+    The canned reply is left out, and the chain's error raised in its place,
+    when the settings or the request (`allow_canned_reply`) turn it off, or
+    when a model failed on the user's request itself (USER_ERRORS).
+
     A failure after the first text or reasoning delta ends the reply
     instead: a Notice(kind="interrupted") and Finished(reason="error") keep
     the partial text, and nothing is sent again. Every Finished carries the
@@ -141,6 +150,7 @@ class FallbackLayer(Backend):
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         failures: list[str] = []
         last_error: ParleyError | None = None
+        user_error: ParleyError | None = None
 
         for index, step in enumerate(self._chain):
             delivered = False
@@ -164,12 +174,14 @@ class FallbackLayer(Backend):
                     error.params["failures"] = tuple(failures)
                     raise
                 last_error = error
+                if user_error is None and isinstance(error, USER_ERRORS):
+                    user_error = error
             finally:
                 await close_stream(inner)
 
             # Before the next step: count, log, tell the user.
             following = self._chain[index + 1].model if index + 1 < len(self._chain) else None
-            if following is None and not self._settings.canned_reply:
+            if following is None and not self._may_end_canned(request, user_error):
                 break
             self._metrics.fallbacks.labels(model=request.model, to=following or CANNED_MODEL).inc()
             logger.warning(
@@ -183,13 +195,18 @@ class FallbackLayer(Backend):
                 ),
             )
 
-        if last_error is not None and not self._settings.canned_reply:
-            last_error.params["failures"] = tuple(failures)
-            raise last_error
+        if last_error is not None and not self._may_end_canned(request, user_error):
+            # The user's own mistake outranks a later model's outage: it says what to change.
+            raised = user_error or last_error
+            raised.params["failures"] = tuple(failures)
+            raise raised
 
         text = self._settings.canned_text.get(request.language) or self._settings.canned_text["en"]
         yield TextDelta(text)
         yield Finished(reason="stop", backend=CANNED_BACKEND, model=CANNED_MODEL, failures=tuple(failures))
+
+    def _may_end_canned(self, request: ChatRequest, user_error: ParleyError | None) -> bool:
+        return self._settings.canned_reply and request.allow_canned_reply and user_error is None
 
     def _interrupted(
         self, request: ChatRequest, step: ChainStep, error: ParleyError, failures: list[str]
