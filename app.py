@@ -80,7 +80,8 @@ def build_app(
             yield
         finally:
             await jobs.aclose()
-            transcriber.close()
+            # Waits for a Whisper load still in progress: exiting inside it aborts the process.
+            await transcriber.aclose()
             images.close()
             await router.aclose()
             executor.shutdown(wait=False, cancel_futures=True)

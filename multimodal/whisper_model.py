@@ -265,6 +265,11 @@ class SharedModel:
     `start()` begins loading without blocking; `get()` waits for it. A failed
     load is remembered and raised to every caller until the process restarts,
     since the same config would fail again.
+
+    The loader is not a daemon thread, so the interpreter waits for it at
+    exit. Python stops daemon threads mid-call at exit, and one stopped
+    inside CTranslate2's model constructor aborts the process with "terminate
+    called without an active exception" (exit status 134).
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -292,8 +297,16 @@ class SharedModel:
         with self._lock:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._load, name="parley-whisper-load", daemon=True)
+            self._thread = threading.Thread(target=self._load, name="parley-whisper-load", daemon=False)
             self._thread.start()
+
+    def wait_for_load(self, timeout: float | None = None) -> bool:
+        """Block until a started load has ended, loaded or failed; False if it still runs after `timeout` seconds."""
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def get(self, timeout: float | None = None) -> LoadedModel:
         """Return the loaded model, starting and waiting for the load if needed."""

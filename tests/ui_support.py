@@ -8,7 +8,6 @@ clients (gradio_client, Playwright) can talk to it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import threading
 from collections.abc import Iterator, Mapping
@@ -18,9 +17,9 @@ from typing import Any
 import uvicorn
 
 from app import build_app
-from backends.errors import ParleyError
 from backends.registry import BackendContext
 from config import parse_config
+from multimodal.transcribe import LOAD_WAIT_SECONDS
 
 
 def scripted_config(model: str = "scripted-echo", *, ui: Mapping[str, Any] | None = None, **backend: Any) -> dict[str, Any]:
@@ -56,14 +55,9 @@ def serve_parley(raw_config: Mapping[str, Any], *, env: Mapping[str, str] | None
             raise RuntimeError("uvicorn did not start within 10 s")
         yield f"http://127.0.0.1:{port}"
     finally:
-        # The app starts loading Whisper in a background thread; a process
-        # that exits during that load aborts, so let the load finish first.
-        transcriber = getattr(app.state, "parley_transcriber", None)
-        if transcriber is not None:
-            with contextlib.suppress(ParleyError):
-                transcriber.model.get(timeout=120)
         server.should_exit = True
-        thread.join(timeout=10)
+        # The lifespan's shutdown waits for a Whisper load still in progress.
+        thread.join(timeout=10 + LOAD_WAIT_SECONDS)
         # Gradio's queue leaves background tasks on the loop; cancel them before closing it.
         pending = asyncio.all_tasks(loop)
         for task in pending:
