@@ -12,6 +12,10 @@ Figures:
     wall time      submit to the job's end, against the ideal
                    (runs x latency / concurrency) and against an anchor:
                    the same requests sent by httpx alone right after the job
+    CPU            this process's CPU time and the fake server process's
+                   CPU time during the job, per run, beside the anchor's
+                   client CPU per run; with the load average, they show
+                   whether the machine had the cores the ideal needs
     peak RSS       the process's VmHWM after the job, and its growth over
                    the RSS before the job
     chat start     time to the first token of a chat request sent every
@@ -78,8 +82,8 @@ def free_port() -> int:
 
 
 @contextmanager
-def fake_server(latency: float) -> Iterator[str]:
-    """Run the fake server in its own process; yields its base URL."""
+def fake_server(latency: float) -> Iterator[tuple[str, int]]:
+    """Run the fake server in its own process; yields its base URL and process id."""
     port = free_port()
     child = subprocess.Popen(
         [sys.executable, "-c", SERVER_CODE, str(port), str(latency)], cwd=ROOT, stdout=subprocess.DEVNULL
@@ -95,7 +99,7 @@ def fake_server(latency: float) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the fake server on port {port} did not start") from None
                 time.sleep(0.1)
-        yield base_url
+        yield base_url, child.pid
     finally:
         child.terminate()
         child.wait(timeout=10)
@@ -107,6 +111,14 @@ def rss_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"{field} not found in /proc/self/status")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """Read the user plus system CPU time of process `pid` from /proc/PID/stat."""
+    # The command name (field 2) may contain spaces, so split after its closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user_ticks, system_ticks = int(fields[11]), int(fields[12])
+    return (user_ticks + system_ticks) / os.sysconf("SC_CLK_TCK")
 
 
 def build(base_url: str) -> Router:
@@ -132,8 +144,8 @@ async def chat_starts(router: Router, model: str, stop: asyncio.Event, every: fl
     return starts
 
 
-async def plain_httpx(base_url: str, total: int, concurrency: int) -> float:
-    """Send `total` streamed requests with httpx alone, `concurrency` at a time; return the wall time.
+async def plain_httpx(base_url: str, total: int, concurrency: int) -> tuple[float, float]:
+    """Send `total` streamed requests with httpx alone, `concurrency` at a time; return wall and CPU seconds.
 
     This anchor is what a bare Python client achieves on the same machine at the same moment.
     """
@@ -148,8 +160,9 @@ async def plain_httpx(base_url: str, total: int, concurrency: int) -> float:
                     pass
 
         started = time.perf_counter()
+        cpu_started = time.process_time()
         await asyncio.gather(*(one(index) for index in range(total)))
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu_started
 
 
 def describe(values: list[float]) -> str:
@@ -160,7 +173,7 @@ def describe(values: list[float]) -> str:
     return f"median {statistics.median(ordered) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms, max {ordered[-1] * 1000:.1f} ms (n={len(ordered)})"
 
 
-async def measure(base_url: str, args: argparse.Namespace) -> None:
+async def measure(base_url: str, server_pid: int, args: argparse.Namespace) -> None:
     router = build(base_url)
     settings = BatchSettings(concurrency=args.concurrency, max_concurrency=args.concurrency, max_runs=10**6)
     temperatures = tuple(round(0.2 + 0.3 * index, 2) for index in range(args.settings))
@@ -174,24 +187,28 @@ async def measure(base_url: str, args: argparse.Namespace) -> None:
 
     manager = JobManager(router, settings)
     rss_before = rss_kb("VmRSS")
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     cpu_started = time.process_time()
+    server_cpu_started = process_cpu_seconds(server_pid)
     job = manager.submit(plan)
     done = asyncio.Event()
     chat_tasks = [asyncio.create_task(chat_starts(router, model, done, args.chat_every, 10**6)) for model in ("local", "remote")]
     await manager.wait(job.id)
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    server_cpu = process_cpu_seconds(server_pid) - server_cpu_started
+    load_after = os.getloadavg()[0]
     done.set()
     busy_local, busy_remote = await asyncio.gather(*chat_tasks)
     peak = rss_kb("VmHWM")
     await router.aclose()
-    anchor_wall = await plain_httpx(base_url, plan.total, args.concurrency)
+    anchor_wall, anchor_cpu = await plain_httpx(base_url, plan.total, args.concurrency)
 
     ideal = plan.total * args.latency / args.concurrency
     latencies = [row.latency_s for row in job.rows() if row.latency_s is not None]
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, "
-          f"Python {platform.python_version()}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, load average (1 min) {load_before:.1f} at the job's "
+          f"start, {load_after:.1f} at its end, Python {platform.python_version()}")
     print(f"runs: {plan.total} ({args.prompts} prompts x {args.settings} settings), concurrency {args.concurrency}, "
           f"server latency {args.latency * 1000:.0f} ms")
     print(f"job: {job.state}, {job.done} done, {job.failed} failed")
@@ -199,7 +216,11 @@ async def measure(base_url: str, args: argparse.Namespace) -> None:
     print(f"anchor, httpx alone, same runs and concurrency: {anchor_wall:.2f} s, "
           f"{(anchor_wall / ideal - 1) * 100:+.1f}% over the ideal; the batch took {wall / anchor_wall:.2f}x the anchor")
     print(f"per-run latency: {describe(latencies)}")
-    print(f"client CPU time during the job: {cpu:.2f} s ({cpu / plan.total * 1000:.2f} ms per run)")
+    print(f"client CPU time during the job: {cpu:.2f} s ({cpu / plan.total * 1000:.2f} ms per run); "
+          f"anchor client: {anchor_cpu / plan.total * 1000:.2f} ms per run")
+    print(f"fake server CPU time during the job: {server_cpu:.2f} s ({server_cpu / plan.total * 1000:.2f} ms per run)")
+    print(f"CPU the ideal needs: {(cpu + server_cpu) / ideal:.2f} cores busy for {ideal:.2f} s, "
+          f"on {os.cpu_count()} cores shared by a load of {load_before:.1f}")
     print(f"peak RSS: {peak / 1024:.1f} MiB (RSS before the job {rss_before / 1024:.1f} MiB, "
           f"growth {(peak - rss_before) / 1024:.1f} MiB)")
     print(f"chat start, local model, idle:      {describe(anchor_local)}")
@@ -321,12 +342,12 @@ def main() -> None:
     parser.add_argument("--ui", action="store_true", help="Run the app in its own process and measure through gradio_client.")
     args = parser.parse_args()
 
-    with fake_server(args.latency) as base_url:
+    with fake_server(args.latency) as (base_url, server_pid):
         if args.ui:
             with tempfile.TemporaryDirectory(prefix="parley-bench-") as work:
                 measure_ui(base_url, args, Path(work))
         else:
-            asyncio.run(measure(base_url, args))
+            asyncio.run(measure(base_url, server_pid, args))
 
 
 if __name__ == "__main__":

@@ -52,6 +52,8 @@ class CircuitBreaker:
         self._clock = clock
         self._metrics = metrics
         self._calls: deque[tuple[float, bool]] = deque()
+        # Failures among `_calls`, kept in step with it so `record` costs O(1) and not O(window).
+        self._failures = 0
         self._opened_at: float | None = None
         self._cooldown = settings.cooldown_seconds
         self._cause: ParleyError | None = None
@@ -130,10 +132,12 @@ class CircuitBreaker:
 
         now = self._clock.monotonic()
         self._calls.append((now, failed))
+        self._failures += failed
         while self._calls and now - self._calls[0][0] > self._settings.window_seconds:
-            self._calls.popleft()
-        failures = sum(1 for _, was_failure in self._calls if was_failure)
-        if len(self._calls) >= self._settings.min_calls and failures > self._settings.failure_ratio * len(self._calls):
+            _, expired_failure = self._calls.popleft()
+            self._failures -= expired_failure
+        calls = len(self._calls)
+        if calls >= self._settings.min_calls and self._failures > self._settings.failure_ratio * calls:
             self._open(error, self._settings.cooldown_seconds)
 
     def release(self) -> None:
@@ -145,6 +149,7 @@ class CircuitBreaker:
         self._cooldown = cooldown
         self._cause = cause
         self._calls.clear()
+        self._failures = 0
         label = cause.short if cause else "failures"
         self._report("open")
         self._metrics.circuit_opens.labels(endpoint=self.endpoint, cause=label).inc()
@@ -154,5 +159,6 @@ class CircuitBreaker:
         self._opened_at = None
         self._cause = None
         self._calls.clear()
+        self._failures = 0
         self._report("closed")
         logger.info("circuit of %s closed after a successful probe", self.endpoint)
