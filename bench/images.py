@@ -1,6 +1,6 @@
 """Benchmark: Parley's image pipeline against the naive Pillow recipe, on large inputs.
 
-Usage: .venv/bin/python bench/images.py [--repeat 5] [--side 1568]
+Usage: .venv/bin/python bench/images.py [--repeat 5] [--side 1568] [--steps]
 
 Generates a 24-megapixel JPEG (6000x4000) and a 6000x4000 PNG with photo-like
 content (gradients plus noise, so the files compress like photos), then
@@ -13,15 +13,22 @@ Time is the median of `--repeat` runs, as wall time and as CPU time of the
 process (CPU time moves less when other work shares the machine). Memory is
 the peak resident set (VmHWM) of the subprocess minus its resident set before
 the first run, so the interpreter and the input bytes do not count.
+
+`--steps` also times each step of both recipes on the JPEG in this process
+(median CPU time), to show where the time goes.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,10 +112,65 @@ def measure(recipe: str, path: Path, side: int, repeat: int) -> dict[str, Any]:
     return measured
 
 
+def median_cpu(step: Callable[[], object], repeat: int) -> float:
+    """Run `step` `repeat` times; return the median CPU seconds of one run."""
+    times = []
+    for _ in range(repeat):
+        started = time.process_time()
+        step()
+        times.append(time.process_time() - started)
+    return statistics.median(times)
+
+
+def print_steps(path: Path, side: int, repeat: int) -> None:
+    """Time each step of the naive recipe and of Parley's on one JPEG, as median CPU seconds."""
+    from PIL import Image
+
+    data = path.read_bytes()
+    width, height = Image.open(path).size
+
+    def decode(scale: int) -> Image.Image:
+        image = Image.open(io.BytesIO(data))
+        image.draft(None, (width // scale, height // scale))
+        image.load()
+        return image
+
+    def jpeg(image: Image.Image) -> int:
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        return buffer.tell()
+
+    full = decode(1)
+    half = decode(2)
+    quarter = decode(4)
+    thumbnail = full.copy()
+    thumbnail.thumbnail((side, side))
+    steps = {
+        "naive: decode at full size": lambda: decode(1),
+        "naive: convert(\"RGB\") (a copy, as the JPEG is RGB already)": lambda: full.convert("RGB"),
+        "naive: thumbnail (reduce + bicubic), on a fresh 24 MP copy": lambda: full.copy().thumbnail((side, side)),
+        "naive: save JPEG q85": lambda: jpeg(thumbnail),
+        "parley: count start-of-scan markers (skipped for a baseline JPEG like this)": lambda: data.count(b"\xff\xda"),
+        "parley: decode at 1/2 scale": lambda: decode(2),
+        "parley: decode at 1/4 scale (what it uses)": lambda: decode(4),
+        "floor: decode at 1/8 scale (mostly Huffman decoding)": lambda: decode(8),
+        "parley at 1/2 would add: Lanczos to the long side": lambda: half.resize(
+            (side, round(half.height * side / half.width)), Image.Resampling.LANCZOS, reducing_gap=3.0
+        ),
+        "parley: save JPEG q85": lambda: jpeg(quarter),
+    }
+    print(f"\nsteps on the {width}x{height} JPEG, median CPU ms of {repeat} runs")
+    print("| step | CPU ms |")
+    print("|---|---|")
+    for name, step in steps.items():
+        print(f"| {name} | {median_cpu(step, repeat) * 1000:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="Runs per case; the median time is reported.")
     parser.add_argument("--side", type=int, default=1568, help="Long side in pixels of the output (the model default).")
+    parser.add_argument("--steps", action="store_true", help="Also time each step of both recipes on the JPEG.")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="parley-bench-images-") as folder_name:
@@ -138,6 +200,9 @@ def main() -> None:
                     f"{row['peak_mb'] / max(naive['peak_mb'], 0.1):.2f}",
                 )
                 print("| " + " | ".join(cells) + " |")
+
+        if args.steps:
+            print_steps(folder / CASES["24 MP JPEG (6000x4000)"][0], args.side, args.repeat)
 
 if __name__ == "__main__":
     main()

@@ -61,6 +61,13 @@ _DRAFT_SLACK = 0.9
 # MPO file a few per frame, and its EXIF thumbnails one each.
 _MAX_JPEG_SCANS = 500
 
+# Marker segments read before the first scan of a JPEG; camera files have about 15.
+_MAX_HEADER_SEGMENTS = 1000
+
+# Start-of-frame markers other than SOF0/SOF1 (sequential Huffman): progressive,
+# lossless, hierarchical and arithmetic-coded frames, which may have many scans.
+_OTHER_SOF_MARKERS = frozenset({0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
 # The smallest long side the byte-limit loop shrinks to before it gives up.
 _MIN_SIDE = 64
 
@@ -337,6 +344,12 @@ def _check_jpeg_scans(data: bytes, source_format: str) -> None:
     """
     if source_format not in ("JPEG", "MPO"):
         return
+
+    # Counting reads the whole file (about 10 ms for 9 MB), so skip it when
+    # libjpeg itself stops after one scan.
+    if source_format == "JPEG" and _is_single_scan_jpeg(data):
+        return
+
     scans = data.count(b"\xff\xda")
     if scans <= _MAX_JPEG_SCANS:
         return
@@ -344,6 +357,46 @@ def _check_jpeg_scans(data: bytes, source_format: str) -> None:
     raise ImageCorruptError(
         f"the JPEG file has {scans} scans, over the limit of {_MAX_JPEG_SCANS}", format=source_format, reason=reason
     )
+
+
+def _is_single_scan_jpeg(data: bytes) -> bool:
+    """Tell whether a JPEG is sequential (SOF0 or SOF1) with every component in its first scan.
+
+    libjpeg decodes such a file in one scan and raises an error at any further
+    start-of-scan marker, so its scans need no counting. Walks the marker
+    segments up to the first scan; anything unexpected returns False, which
+    leaves the file to the full count.
+    """
+    components: int | None = None
+    position = 2
+    for _ in range(_MAX_HEADER_SEGMENTS):
+        if position + 4 > len(data) or data[position] != 0xFF:
+            return False
+        marker = data[position + 1]
+        if marker == 0xFF:
+            # A fill byte before the marker.
+            position += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            # TEM, RSTn and SOI stand alone, with no length field.
+            position += 2
+            continue
+
+        payload = position + 4
+        if marker in (0xC0, 0xC1):
+            # SOF payload: precision (1 byte), height (2), width (2), then the component count.
+            if payload + 6 > len(data):
+                return False
+            components = data[payload + 5]
+        elif marker in _OTHER_SOF_MARKERS:
+            return False
+        elif marker == 0xDA:
+            # SOS payload starts with the number of components in the scan.
+            return components is not None and payload < len(data) and data[payload] == components
+        elif marker == 0xD9:
+            return False
+        position += 2 + int.from_bytes(data[position + 2 : position + 4], "big")
+    return False
 
 
 def _load(image: Image.Image, data: bytes, source_format: str) -> None:

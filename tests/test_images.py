@@ -291,6 +291,32 @@ def test_jpeg_with_thousands_of_scans_is_rejected() -> None:
     assert prepare_image(data, ImageLimits()).report.final_size == (40, 40)
 
 
+def test_baseline_jpeg_with_repeated_scan_is_corrupt() -> None:
+    # A baseline file skips the scan count, so libjpeg must be what rejects a second scan.
+    data = encode(noisy_photo((200, 150)), "JPEG", quality=90)
+    first_scan = data.index(b"\xff\xda")
+    repeated = data[:-2] + data[first_scan:-2] * 200 + b"\xff\xd9"
+
+    with pytest.raises(ImageCorruptError) as caught:
+        prepare_image(repeated, ImageLimits())
+
+    assert caught.value.params["format"] == "JPEG"
+
+
+def test_non_interleaved_jpeg_scans_are_counted() -> None:
+    # A first scan with fewer components than the frame lets libjpeg read more scans.
+    data = bytearray(encode(noisy_photo((40, 40)), "JPEG", quality=90))
+    first_scan = data.index(b"\xff\xda")
+    assert data[first_scan + 4] == 3
+    data[first_scan + 4] = 1
+    bomb = bytes(data[:-2]) + b"\xff\xda" * 1000 + b"\xff\xd9"
+
+    with pytest.raises(ImageCorruptError) as caught:
+        prepare_image(bomb, ImageLimits())
+
+    assert "1001 scans" in caught.value.params["reason"]
+
+
 def test_damaged_png_header_is_corrupt() -> None:
     data = bytearray(encode(Image.new("RGB", (20, 20), RED), "PNG"))
     data[20] ^= 0xFF  # inside IHDR, so its CRC no longer matches
