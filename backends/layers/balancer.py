@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -15,7 +15,7 @@ from backends.layers.clock import Clock
 from backends.layers.errors import ThrottledError
 from backends.layers.metrics import Metrics
 from backends.layers.ratelimit import RateLimiter
-from backends.layers.layer import close_stream
+from backends.layers.layer import HandOff, Relay, StreamEnd, close_stream
 from backends.settings import StrictModel
 from backends.types import ChatRequest, Event, Finished, Health, ModelInfo
 
@@ -84,7 +84,9 @@ class BalancerLayer(Backend):
 
     The balancer is also each endpoint's circuit breaker layer: it skips
     endpoints whose breaker is open and reports every outcome to the
-    breaker. Doing both in one generator saves a hop per chunk.
+    breaker. Doing both in one layer saves a step per chunk, and after the
+    first event the stream is handed off (see `Relay`), so a reader that
+    takes over its end leaves no balancer step on the path of later chunks.
     """
 
     def __init__(self, endpoints: Sequence[Endpoint], settings: BalancerSettings, *, clock: Clock, metrics: Metrics) -> None:
@@ -136,30 +138,64 @@ class BalancerLayer(Backend):
             model=request.model,
         )
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        return Relay(self._start(request))
+
+    async def _start(self, request: ChatRequest) -> AsyncGenerator[Event | HandOff, None]:
         endpoint = await self._admit(request)
 
         endpoint.in_flight += 1
         endpoint.served += 1
-        verdict_recorded = False
+        admission = _Admission(endpoint)
+        handed_off = False
         inner = endpoint.backend.stream(request)
         try:
             async for event in inner:
                 if type(event) is Finished:
-                    endpoint.breaker.record(None)
-                    verdict_recorded = True
-                yield event
+                    yield admission.finished(event)
+                    continue
+                # The breaker needs only the end of the stream, which `admission` sees from here on.
+                handed_off = True
+                yield HandOff(inner, first=event, end=admission)
+                return
         except ParleyError as error:
-            endpoint.breaker.record(error)
-            verdict_recorded = True
+            admission.failed(error)
             raise
         finally:
-            endpoint.in_flight -= 1
-            if not verdict_recorded:
-                # Cancelled by the caller: neither a success nor a failure of the endpoint.
-                endpoint.breaker.release()
-            await close_stream(inner)
+            if not handed_off:
+                admission.closed()
+                await close_stream(inner)
 
     async def aclose(self) -> None:
         # Endpoints are shared with other models' balancers; the pipeline closes each backend once.
         return None
+
+
+class _Admission(StreamEnd):
+    """One request admitted to an endpoint: reports its outcome to the breaker and its end to the load count."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        self._endpoint = endpoint
+        self._verdict_recorded = False
+        self._closed = False
+
+    def finished(self, event: Finished) -> Finished:
+        if not self._verdict_recorded:
+            self._verdict_recorded = True
+            self._endpoint.breaker.record(None)
+        return event
+
+    def failed(self, error: ParleyError) -> None:
+        if not self._verdict_recorded:
+            self._verdict_recorded = True
+            self._endpoint.breaker.record(error)
+        return None
+
+    def closed(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._endpoint.in_flight -= 1
+        if not self._verdict_recorded:
+            # Cancelled by the caller: neither a success nor a failure of the endpoint.
+            self._endpoint.breaker.release()

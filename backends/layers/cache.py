@@ -5,16 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
 from pydantic import Field
 
 from backends.base import Backend
+from backends.errors import ParleyError
 from backends.layers import messages
 from backends.layers.cache_store import CacheStore, Entry
 from backends.layers.metrics import Metrics
-from backends.layers.layer import Layer, close_stream
+from backends.layers.layer import Layer, StreamEnd, close_stream, end_closed, end_failed, end_finished, take_over
 from backends.settings import StrictModel
 from backends.types import (
     ChatRequest,
@@ -117,12 +118,17 @@ class CacheLayer(Layer):
         sampled = temperature is not None and temperature > 0
         return self._settings.cache_sampled or not sampled
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
-        if not self._cacheable(request):
-            async for event in self._inner.stream(request):
-                yield event
-            return
+    async def store(self, request: ChatRequest, key: str, entry: Entry) -> None:
+        await self._store.set(key, entry)
+        self._metrics.cache_stores.labels(model=request.model).inc()
 
+    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        if not self._cacheable(request):
+            # Nothing to look up or store: the caller reads the inner stream without this layer's step.
+            return self._inner.stream(request)
+        return self._cached(request)
+
+    async def _cached(self, request: ChatRequest) -> AsyncGenerator[Event, None]:
         key = cache_key(request, self._backend, self._upstream)
 
         if request.bypass_cache:
@@ -136,30 +142,63 @@ class CacheLayer(Layer):
                 return
             self._metrics.cache_lookups.labels(model=request.model, result="miss").inc()
 
-        async for event in self._record(request, key):
-            yield event
-
-    async def _record(self, request: ChatRequest, key: str) -> AsyncIterator[Event]:
-        text: list[str] = []
-        reasoning: list[str] = []
-        fell_back = False
+        # A miss or a bypass: record the reply in this same generator, one step per chunk.
+        recorder = _Recorder(self, request, key)
+        add_text = recorder.text.append
+        ends: list[StreamEnd] = []
         inner = self._inner.stream(request)
         try:
             async for event in inner:
-                # Exact type checks: this loop runs once per chunk in every reply.
-                if type(event) is TextDelta:
-                    text.append(event.text)
-                elif type(event) is ReasoningDelta:
-                    reasoning.append(event.text)
-                elif isinstance(event, Notice) and event.kind == "falling_back":
-                    fell_back = True
-                elif isinstance(event, Finished) and event.reason in CACHEABLE_REASONS and not fell_back:
-                    # Store before yielding: a caller may close the stream right after Finished.
-                    await self._store.set(key, _entry(event, "".join(text), "".join(reasoning)))
-                    self._metrics.cache_stores.labels(model=request.model).inc()
+                await recorder.note(event)
                 yield event
+                if type(event) is TextDelta or type(event) is ReasoningDelta:
+                    break
+            else:
+                return
+
+            # After the first token: the layers below hand their streams over (see `Relay`),
+            # and text deltas, nearly every event, take one type check and an append.
+            rest, ends = take_over(inner)
+            try:
+                async for event in rest:
+                    if type(event) is TextDelta:
+                        add_text(event.text)
+                    else:
+                        if type(event) is Finished:
+                            event = end_finished(ends, event)
+                        await recorder.note(event)
+                    yield event
+            except ParleyError as error:
+                for event in end_failed(ends, error):
+                    await recorder.note(event)
+                    yield event
         finally:
+            end_closed(ends)
             await close_stream(inner)
+
+
+class _Recorder:
+    """The reply a cache miss is recording, stored when it finishes complete."""
+
+    def __init__(self, layer: CacheLayer, request: ChatRequest, key: str) -> None:
+        self.text: list[str] = []
+        self._reasoning: list[str] = []
+        self._fell_back = False
+        self._layer = layer
+        self._request = request
+        self._key = key
+
+    async def note(self, event: Event) -> None:
+        # Exact type checks: before the first token and for the rarer events after it.
+        if type(event) is TextDelta:
+            self.text.append(event.text)
+        elif type(event) is ReasoningDelta:
+            self._reasoning.append(event.text)
+        elif isinstance(event, Notice) and event.kind == "falling_back":
+            self._fell_back = True
+        elif isinstance(event, Finished) and event.reason in CACHEABLE_REASONS and not self._fell_back:
+            # Stored before the caller sees Finished: a caller may close the stream right after it.
+            await self._layer.store(self._request, self._key, _entry(event, "".join(self.text), "".join(self._reasoning)))
 
 
 def _entry(finished: Finished, text: str, reasoning: str) -> Entry:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import Field, field_validator
@@ -24,7 +24,7 @@ from backends.layers import messages
 from backends.layers.errors import CircuitOpenError, ThrottledError
 from backends.layers.metrics import Metrics
 from backends.layers.retry import describe_failures, failure_labels
-from backends.layers.layer import close_stream
+from backends.layers.layer import HandOff, Relay, StreamEnd, close_stream
 from backends.settings import StrictModel
 from backends.types import ChatRequest, Event, Finished, Health, ModelInfo, Notice, ReasoningDelta, TextDelta
 
@@ -147,29 +147,30 @@ class FallbackLayer(Backend):
     async def health(self) -> Health:
         return await self._chain[0].backend.health()
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        return Relay(self._start(request))
+
+    async def _start(self, request: ChatRequest) -> AsyncGenerator[Event | HandOff, None]:
         failures: list[str] = []
         last_error: ParleyError | None = None
         user_error: ParleyError | None = None
 
         for index, step in enumerate(self._chain):
-            delivered = False
+            handed_off = False
             inner = step.backend.stream(dataclasses.replace(request, model=step.model))
             try:
                 async for event in inner:
-                    if type(event) is Finished:
-                        if failures:
-                            event = dataclasses.replace(event, failures=(*failures, *event.failures))
-                    elif not delivered and isinstance(event, (TextDelta, ReasoningDelta)):
-                        delivered = True
+                    if type(event) is TextDelta or type(event) is ReasoningDelta:
+                        # From the first token on, a failure only ends the reply: `_Delivered` does that.
+                        handed_off = True
+                        yield HandOff(inner, first=event, end=_Delivered(request, step, failures))
+                        return
+                    if type(event) is Finished and failures:
+                        event = dataclasses.replace(event, failures=(*failures, *event.failures))
                     yield event
                 return
             except ParleyError as error:
                 failures.append(describe_failures(step.model, failure_labels(error)))
-                if delivered:
-                    for event in self._interrupted(request, step, error, failures):
-                        yield event
-                    return
                 if not isinstance(error, FALLBACK_ERRORS):
                     error.params["failures"] = tuple(failures)
                     raise
@@ -177,7 +178,8 @@ class FallbackLayer(Backend):
                 if user_error is None and isinstance(error, USER_ERRORS):
                     user_error = error
             finally:
-                await close_stream(inner)
+                if not handed_off:
+                    await close_stream(inner)
 
             # Before the next step: count, log, tell the user.
             following = self._chain[index + 1].model if index + 1 < len(self._chain) else None
@@ -208,22 +210,36 @@ class FallbackLayer(Backend):
     def _may_end_canned(self, request: ChatRequest, user_error: ParleyError | None) -> bool:
         return self._settings.canned_reply and request.allow_canned_reply and user_error is None
 
-    def _interrupted(
-        self, request: ChatRequest, step: ChainStep, error: ParleyError, failures: list[str]
-    ) -> list[Event]:
+    async def aclose(self) -> None:
+        # The steps are shared routes of other models; the pipeline closes each once.
+        return None
+
+
+class _Delivered(StreamEnd):
+    """The end of a reply whose first token has passed: a failure ends it as interrupted, keeping the text."""
+
+    def __init__(self, request: ChatRequest, step: ChainStep, failures: list[str]) -> None:
+        self._request = request
+        self._step = step
+        self._failures = failures
+
+    def finished(self, event: Finished) -> Finished:
+        if self._failures:
+            return dataclasses.replace(event, failures=(*self._failures, *event.failures))
+        return event
+
+    def failed(self, error: ParleyError) -> list[Event]:
+        step = self._step
+        self._failures.append(describe_failures(step.model, failure_labels(error)))
         logger.warning("reply from %s interrupted after its first token: %s", step.model, error)
         notice = Notice(
             kind="interrupted",
-            message=messages.text("interrupted", request.language, model=step.model, error=error.short),
+            message=messages.text("interrupted", self._request.language, model=step.model, error=error.short),
         )
         finished = Finished(
             reason="error",
             backend=error.backend or step.backend.name,
             model=step.model,
-            failures=tuple(failures),
+            failures=tuple(self._failures),
         )
         return [notice, finished]
-
-    async def aclose(self) -> None:
-        # The steps are shared routes of other models; the pipeline closes each once.
-        return None

@@ -15,7 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from backends.base import Backend
 from backends.errors import ParleyError
 from backends.layers.clock import Clock
-from backends.layers.layer import Layer, close_stream
+from backends.layers.layer import Layer, StreamEnd, close_stream, end_closed, end_failed, end_finished, take_over
 from backends.types import ChatRequest, Event, Finished, ReasoningDelta, TextDelta, Usage
 
 logger = logging.getLogger(__name__)
@@ -159,22 +159,43 @@ class MetricsLayer(Layer):
         finished: Finished | None = None
         usages: list[Usage] = []
         error: ParleyError | None = None
+        ends: list[StreamEnd] = []
         inner = self._inner.stream(request)
         try:
             async for event in inner:
-                # Exact type checks: this loop runs once per chunk in every reply.
                 if type(event) is TextDelta or type(event) is ReasoningDelta:
-                    if first_token is None:
-                        first_token = self._clock.monotonic() - started
-                elif type(event) is Usage:
+                    first_token = self._clock.monotonic() - started
+                    yield event
+                    break
+                if type(event) is Usage:
                     usages.append(event)
                 elif type(event) is Finished:
                     finished = event
                 yield event
+
+            # After the first token: one exact type check per chunk, since text deltas need nothing here.
+            if first_token is not None:
+                rest, ends = take_over(inner)
+                try:
+                    async for event in rest:
+                        if type(event) is not TextDelta:
+                            if type(event) is Finished:
+                                event = finished = end_finished(ends, event)
+                            elif type(event) is Usage:
+                                usages.append(event)
+                        yield event
+                except ParleyError as failure:
+                    for event in end_failed(ends, failure):
+                        if type(event) is Finished:
+                            finished = event
+                        elif type(event) is Usage:
+                            usages.append(event)
+                        yield event
         except ParleyError as failure:
             error = failure
             raise
         finally:
+            end_closed(ends)
             await close_stream(inner)
             self._observe(request, started, first_token, finished, usages, error)
 

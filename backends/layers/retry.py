@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 
 from pydantic import Field
 
@@ -14,7 +14,7 @@ from backends.errors import ParleyError, RetryableError, UpstreamTimeoutError
 from backends.layers import messages
 from backends.layers.clock import Clock
 from backends.layers.metrics import Metrics
-from backends.layers.layer import Layer, close_stream
+from backends.layers.layer import HandOff, Layer, Relay, close_stream
 from backends.settings import StrictModel
 from backends.types import ChatRequest, Event, Finished, Notice
 
@@ -109,12 +109,16 @@ class RetryLayer(Layer):
         base = steps[min(retry_index, len(steps) - 1)]
         return base + base * self._settings.jitter * self._rng()
 
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+    def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        return Relay(self._attempts(request))
+
+    async def _attempts(self, request: ChatRequest) -> AsyncGenerator[Event | HandOff, None]:
         labels: list[str] = []
         attempts = self._settings.max_retries + 1
 
         while True:
             started = False
+            handed_off = False
             inner = self._inner.stream(request)
             try:
                 async for event in inner:
@@ -125,6 +129,12 @@ class RetryLayer(Layer):
                             )
                     elif not started and type(event) is not Notice:
                         started = True
+                        if not labels:
+                            # No retry after a start and no failures to add to Finished: the rest of the
+                            # reply goes straight from the inner stream to the caller.
+                            handed_off = True
+                            yield HandOff(inner, first=event)
+                            return
                     yield event
                 return
             except ParleyError as failure:
@@ -146,7 +156,8 @@ class RetryLayer(Layer):
                     )
                     raise
             finally:
-                await close_stream(inner)
+                if not handed_off:
+                    await close_stream(inner)
 
             # Between attempts: tell the user, count, wait.
             self._metrics.retries.labels(backend=error.backend or self.name, model=request.model, code=error.code).inc()
