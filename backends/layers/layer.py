@@ -39,8 +39,9 @@ async def close_stream(stream: AsyncIterator[Event]) -> None:
 class StreamEnd:
     """A layer's work at the end of a stream it handed off; see `HandOff`.
 
-    Each method is called at most once, `finished` or `failed` first, then
-    `closed`, whether the stream ended, failed or was cancelled.
+    The reader that took the end over (see `take_over`) calls `finished` or
+    `failed` at most once, then `closed` once, whether the stream ended,
+    failed or was cancelled.
     """
 
     def finished(self, event: Finished) -> Finished:
@@ -72,8 +73,8 @@ class Relay(AsyncIterator[Event]):
     """The stream of a layer that has work per event only up to some point, such as the first token.
 
     `start` is an async generator that yields events and finally one
-    `HandOff`; it must not close the inner stream once it yields that, and
-    the relay closes `start` right away. After the hand-off the layer is no
+    `HandOff`. It must not close the inner stream after that, because the
+    relay closes `start` right away and the stream lives on. After the hand-off the layer is no
     longer a step that every chunk and every wait for the socket pass
     through: a reader takes the stream and the layers' ends over with
     `take_over`. Read directly, the relay does the same itself, in one
