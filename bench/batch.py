@@ -24,6 +24,11 @@ Figures:
                    "local" is a scripted model in this process (pure
                    scheduling delay), "remote" is the fake server (latency included)
 
+With `--capacity`, it first sends streamed requests with httpx alone to a
+fake server with no latency, then to one with `--latency`, at concurrency
+1 to 32, and prints the time per request: how many requests per second
+this machine's client and server can carry at all, with no Parley code.
+
 With `--ui`, the whole app (`python app.py`) runs in its own process and this
 process drives it through gradio_client as a browser would: the batch starts
 through the Batch tab's /start_batch endpoint and each chat goes through the
@@ -229,6 +234,17 @@ async def measure(base_url: str, server_pid: int, args: argparse.Namespace) -> N
     print(f"chat start, remote model, batch on: {describe(busy_remote)}")
 
 
+async def capacity(base_url: str, latency: float) -> None:
+    """Print httpx's time and CPU per streamed request at rising concurrency against one server."""
+    # A warm-up, so the first row does not carry imports and the server's first connections.
+    await plain_httpx(base_url, 40, 4)
+    for total, concurrency in ((40, 1), (320, 4), (640, 8), (960, 16), (960, 32)):
+        wall, cpu = await plain_httpx(base_url, total, concurrency)
+        print(f"httpx alone, server latency {latency * 1000:.0f} ms, concurrency {concurrency}: "
+              f"{wall / total * concurrency * 1000:.1f} ms per request, {total / wall:.0f} requests/s, "
+              f"client CPU {cpu / total * 1000:.2f} ms per request, load average {os.getloadavg()[0]:.1f}")
+
+
 def chat_reply_text(history: list[dict[str, Any]]) -> str:
     """Return the reply text of the last assistant message that is not a status block."""
     for message in reversed(history):
@@ -339,8 +355,14 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16, help="Runs in flight at once.")
     parser.add_argument("--latency", type=float, default=0.05, help="Seconds the server waits before it sends the reply.")
     parser.add_argument("--chat-every", type=float, default=0.25, help="Seconds between chat requests during the batch.")
+    parser.add_argument("--capacity", action="store_true", help="First measure httpx alone at concurrency 1 to 32.")
     parser.add_argument("--ui", action="store_true", help="Run the app in its own process and measure through gradio_client.")
     args = parser.parse_args()
+
+    if args.capacity:
+        for latency in (0.0, args.latency):
+            with fake_server(latency) as (base_url, _):
+                asyncio.run(capacity(base_url, latency))
 
     with fake_server(args.latency) as (base_url, server_pid):
         if args.ui:
