@@ -173,7 +173,8 @@ class MetricsLayer(Layer):
                     finished = event
                 yield event
 
-            # After the first token: one exact type check per chunk, since text deltas need nothing here.
+            # After the first token: read past the layers that handed their streams off (see `Relay`).
+            # Text deltas need nothing here, so a chunk costs one exact type check.
             if first_token is not None:
                 rest, ends = take_over(inner)
                 try:
