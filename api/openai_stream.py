@@ -216,16 +216,22 @@ class EventStreamResponse(StreamingResponse):
         self._generator = content
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        completed = False
         try:
             async with anyio.create_task_group() as group:
 
                 async def stream_then_stop() -> None:
+                    nonlocal completed
                     await self.stream_response(send)
+                    completed = True
                     group.cancel_scope.cancel()
 
                 group.start_soon(stream_then_stop)
                 await self.listen_for_disconnect(receive)
-                logger.info("client disconnected mid-stream; cancelling the upstream request")
+                # uvicorn reports a disconnect as soon as the last body is sent,
+                # which can win the race against the cancel above.
+                if not completed:
+                    logger.info("client disconnected mid-stream; cancelling the upstream request")
                 group.cancel_scope.cancel()
         except* OSError:
             logger.info("client connection failed mid-stream; cancelling the upstream request")

@@ -83,3 +83,20 @@ async def _wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> Non
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"condition not met within {timeout} s")
         await asyncio.sleep(0.01)
+
+
+async def test_completed_stream_logs_no_disconnect(
+    gateway: Gateway, openai_server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    openai_server.script(Behaviour(reply="short reply"))
+    caplog.set_level("INFO", logger="api.openai_stream")
+
+    for _ in range(5):
+        async with httpx.AsyncClient() as client:
+            async with client.stream("POST", f"{gateway.v1}/chat/completions", json=chat("fake-chat")) as response:
+                body = "".join([line async for line in response.aiter_lines()])
+        assert "data: [DONE]" in body
+
+    await asyncio.sleep(0.2)
+    disconnect_lines = [record for record in caplog.records if "disconnected mid-stream" in record.getMessage()]
+    assert disconnect_lines == []
