@@ -16,17 +16,25 @@ export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=O
 .PHONY: run install install-test system-packages test typecheck bench clean
 
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -m venv $(VENV) || { echo "could not create $(VENV); on Debian or Ubuntu install python3-venv (apt-get install python3-venv) and run make again" >&2; exit 1; }
 	$(BIN)/pip install --upgrade pip wheel
 
-install: $(BIN)/python
+# Stamp files: install again only when pyproject.toml changes, so that
+# `make run` starts without reaching the package registry after the first time.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
 
 run: install
 	$(BIN)/python app.py --host $(HOST) --port $(PORT) $(if $(CONFIG),--config $(CONFIG))
 
-install-test: $(BIN)/python
-	$(BIN)/pip install -e '.[test]'
+install-test: $(VENV)/.installed-test
 
 system-packages:
 	@missing=""; \
