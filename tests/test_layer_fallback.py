@@ -8,12 +8,15 @@ import pytest
 
 from backends import scripted
 from backends.errors import (
+    AuthError,
     BadRequestError,
     ConfigError,
     ConnectionFailedError,
     ContextTooLongError,
     ImageNotSupportedError,
+    InsufficientBalanceError,
     OverloadedError,
+    ParleyError,
 )
 from backends.layers.clock import FakeClock
 from backends.layers.fallback import CANNED_MODEL, ChainStep, FallbackLayer, FallbackSettings, expand_chains
@@ -73,7 +76,7 @@ async def test_failed_model_falls_back_to_next() -> None:
 
 
 async def test_canned_reply_in_user_language_ends_chain() -> None:
-    primary = make_backend("remote", "primary", {"error": "auth_failed"})
+    primary = make_backend("remote", "primary", {"error": "connection_failed"})
     secondary = make_backend("local", "secondary", {"error": "overloaded"})
     metrics = Metrics()
     layer = FallbackLayer(
@@ -86,7 +89,7 @@ async def test_canned_reply_in_user_language_ends_chain() -> None:
     finished = events[-1]
     assert isinstance(finished, Finished)
     assert finished.reason == "stop"
-    assert finished.served_by == "parley/canned-reply after primary: auth_failed, secondary: overloaded"
+    assert finished.served_by == "parley/canned-reply after primary: connection_failed, secondary: overloaded"
     falling = [event for event in events if isinstance(event, Notice)]
     assert len(falling) == 2
     assert "改用 secondary" in falling[0].message
@@ -256,3 +259,42 @@ def test_unknown_fallback_model_is_a_config_error() -> None:
 
     assert "names unknown model 'nope'" in str(caught.value)
     assert "configured models (a)" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("code", "error_class"), [("auth_failed", AuthError), ("insufficient_balance", InsufficientBalanceError)]
+)
+async def test_account_failure_falls_back_but_never_ends_in_canned_reply(
+    code: str, error_class: type[ParleyError]
+) -> None:
+    primary = make_backend("remote", "primary", {"error": code, "error_message": "HTTP 401 from upstream"})
+    secondary = make_backend("local", "secondary", {"error": "overloaded"})
+    metrics = Metrics()
+    layer = FallbackLayer(
+        [ChainStep("primary", primary), ChainStep("secondary", secondary)], FallbackSettings(), metrics=metrics
+    )
+    events: list[Event] = []
+
+    with pytest.raises(error_class) as caught:
+        async for event in layer.stream(request()):
+            events.append(event)
+
+    assert caught.value.code == code
+    assert caught.value.params["failures"] == (f"primary: {code}", "secondary: overloaded")
+    assert len(secondary.received) == 1
+    assert text_of(events) == ""
+    assert metrics.value("parley_fallbacks_total", model="primary", to=CANNED_MODEL) == 0
+
+
+async def test_account_failure_still_lets_the_next_model_answer() -> None:
+    primary = make_backend("remote", "primary", {"error": "auth_failed"})
+    secondary = make_backend("local", "secondary", {"text": "served by the local model"})
+    layer = FallbackLayer(
+        [ChainStep("primary", primary), ChainStep("secondary", secondary)], FallbackSettings(), metrics=Metrics()
+    )
+
+    events = await collect(layer)
+
+    assert text_of(events) == "served by the local model"
+    finished = [event for event in events if isinstance(event, Finished)]
+    assert finished[-1].failures == ("primary: auth_failed",)

@@ -14,6 +14,7 @@ import pytest
 from backends.registry import BackendContext, create_backend
 from backends.router import Router
 from backends.scripted import ScriptedBackend, Settings
+from tests.fakes.openai_server import FakeOpenAIServer
 from ui.chat_tab import ChatHandlers
 from ui.history import normalize_history
 from ui.services import UIServices
@@ -487,3 +488,43 @@ async def test_context_overflow_is_shown_not_canned_reply() -> None:
     details = status_block(history)["content"][0]["text"]
     assert "the prompt is 9000 tokens, over 8192" in details
     assert "try again" not in (title + details).lower()
+
+
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+async def test_wrong_provider_key_is_shown_not_canned_reply(openai_server: FakeOpenAIServer, language: str) -> None:
+    from backends.pipeline import build_router
+    from config import parse_config
+
+    openai_server.api_key = "sk-right"
+    raw = {
+        "backends": [
+            {
+                "name": "deepseek",
+                "kind": "openai",
+                "base_url": openai_server.base_url,
+                "api_key_env": "DEEPSEEK_API_KEY",
+                "models": [{"name": "primary", "fallback": ["backup"]}],
+            },
+            {"name": "spare", "kind": "scripted", "models": [{"name": "backup"}], "replies": [{"error": "overloaded"}]},
+        ],
+        "resilience": {"retry": {"max_retries": 0}},
+    }
+    env = {"DEEPSEEK_API_KEY": "sk-wrong"}
+    config = parse_config(raw, source="test", env=env)
+    router = build_router(config, BackendContext(env=env))
+    handlers = ChatHandlers(UIServices(router=router))
+
+    try:
+        history, _ = (await send(handlers, "hello", model="primary", language=language))[-1]
+    finally:
+        await router.aclose()
+
+    assert answer_text(history) == ""
+    title = status_block(history)["metadata"]["title"]
+    details = status_block(history)["content"][0]["text"]
+    assert title.startswith("Failed: " if language == "en" else "失败：")
+    assert "DEEPSEEK_API_KEY" in title + details
+    assert ("rejected the API key" if language == "en" else "拒绝了 API 密钥") in title + details
+    assert "sk-wrong" not in title + details
+    assert "try again" not in (title + details).lower()
+    assert "几分钟" not in title + details

@@ -44,10 +44,17 @@ FALLBACK_ERRORS: tuple[type[ParleyError], ...] = (
     ThrottledError,
 )
 
-# Failures caused by the user's request that another model may avoid (one with
-# a larger context or with vision). The chain may try other models, but never
-# ends in the canned reply for them: "try again later" would hide the fix.
-USER_ERRORS: tuple[type[ParleyError], ...] = (ContextTooLongError, ImageNotSupportedError)
+# Failures with a fix the user or operator can apply: the user's request
+# (too long for this model, an image it cannot see) or this model's account
+# (a wrong key, no balance). Another model may avoid them, so the chain may
+# try others, but never ends in the canned reply for them: "try again later"
+# would hide the fix.
+USER_ERRORS: tuple[type[ParleyError], ...] = (
+    ContextTooLongError,
+    ImageNotSupportedError,
+    AuthError,
+    InsufficientBalanceError,
+)
 
 # The backend and model names a served-by line shows for a canned reply.
 CANNED_BACKEND = "parley"
@@ -125,7 +132,7 @@ class FallbackLayer(Backend):
 
     The canned reply is left out, and the chain's error raised in its place,
     when the settings or the request (`allow_canned_reply`) turn it off, or
-    when a model failed on the user's request itself (USER_ERRORS).
+    when a model failed in a way the user can fix (USER_ERRORS).
 
     A failure after the first text or reasoning delta ends the reply
     instead: a Notice(kind="interrupted") and Finished(reason="error") keep
@@ -198,7 +205,7 @@ class FallbackLayer(Backend):
             )
 
         if last_error is not None and not self._may_end_canned(request, user_error):
-            # The user's own mistake outranks a later model's outage: it says what to change.
+            # A fixable failure outranks a later model's outage: it says what to change.
             raised = user_error or last_error
             raised.params["failures"] = tuple(failures)
             raise raised
