@@ -13,6 +13,12 @@ from collections.abc import Mapping
 from backends.errors import AuthError
 
 
+class ApiKeyError(AuthError):
+    """The key a client sent to Parley itself is missing or wrong: 401, unlike an upstream's AuthError."""
+
+    http_status = 401
+
+
 class ApiKeys:
     """The accepted bearer keys; the repr shows how many there are, never the keys."""
 
@@ -47,11 +53,11 @@ class ApiKeys:
         return matched
 
     def check(self, presented: str | None) -> None:
-        """Raise AuthError unless the key is accepted."""
+        """Raise ApiKeyError unless the key is accepted."""
         if self.accepts(presented):
             return
         what = "is missing" if not presented else "is not valid"
-        raise AuthError(
+        raise ApiKeyError(
             f"the API key {what}",
             fix="Send the header 'Authorization: Bearer <key>' with a key configured for this Parley server.",
         )

@@ -21,7 +21,7 @@ class ApiServices:
     images: ImageService | None = None
 
     def authorize(self, connection: HTTPConnection) -> None:
-        """Raise AuthError unless the request carries an accepted bearer key."""
+        """Raise ApiKeyError unless the request carries an accepted bearer key."""
         if self.api_keys.enabled:
             self.api_keys.check(bearer_token(connection.headers.get("authorization")))
 

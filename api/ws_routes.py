@@ -19,12 +19,12 @@ from typing import cast
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from api.auth import bearer_token
+from api.auth import ApiKeyError, bearer_token
 from api.errors import internal_error
 from api.limits import check_chat_request
 from api.services import ApiServices, api_services
 from backends import ws_protocol
-from backends.errors import AuthError, BadRequestError, InputTooLargeError, ParleyError, RateLimitedError
+from backends.errors import BadRequestError, InputTooLargeError, ParleyError, RateLimitedError
 from backends.types import Event, ReasoningDelta, TextDelta
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class ChatSession:
             return True
 
         problem = "is not valid" if token else "is missing: the first message must be an auth message"
-        error = AuthError(f"the API key {problem}", fix='Send {"type": "auth", "token": "<key>"} as the first message.')
+        error = ApiKeyError(f"the API key {problem}", fix='Send {"type": "auth", "token": "<key>"} as the first message.')
         logger.info("WebSocket client rejected: %s", error.detail)
         await self._send(ws_protocol.encode(ws_protocol.error_to_message(error, None)))
         await self._websocket.close(code=POLICY_VIOLATION, reason="authentication failed")

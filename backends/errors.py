@@ -121,15 +121,20 @@ class BadRequestError(ParleyError):
     fix = "Check the request and its parameters."
 
 
+# An upstream that rejects Parley's own key or account is a bad gateway for
+# Parley's clients: 401 or 402 would tell them their key to Parley is wrong.
+# The gateway's own key check raises a subclass that keeps 401 (api/auth.py).
+
+
 class AuthError(ParleyError):
     code = "auth_failed"
-    http_status = 401
+    http_status = 502
     fix = "Check the API key in the environment variable named by api_key_env."
 
 
 class InsufficientBalanceError(ParleyError):
     code = "insufficient_balance"
-    http_status = 402
+    http_status = 502
     fix = "Top up the account balance with the provider, or pick another model."
 
 

@@ -17,6 +17,7 @@ from websockets.asyncio.client import connect
 from backends.layers import messages
 from backends.registry import BackendContext
 from config import AppConfig
+from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 from tests.gateway_setup import closed_port, gateway_config, openai_backend, run_gateway
 from ui.chat_tab import ChatHandlers
 from ui.services import UIServices
@@ -163,3 +164,29 @@ async def test_ui_chat_still_gets_canned_reply() -> None:
 
     assert answer_text(history) == CANNED_EN
     assert status_block(history)["metadata"]["title"].startswith("canned-reply · parley")
+
+
+@pytest.mark.parametrize(("upstream", "code"), [(401, "auth_failed"), (402, "insufficient_balance")])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_upstream_key_or_balance_failure_is_502_for_sdk(
+    openai_server: FakeOpenAIServer, upstream: int, code: str, stream: bool
+) -> None:
+    openai_server.default = Behaviour(status=upstream)
+    backend = openai_backend("deepseek", openai_server.base_url, "remote-chat", api_key_env="DEEPSEEK_API_KEY")
+    config = gateway_config(backend, resilience=NO_RETRIES)
+
+    async with run_gateway(config, env={"DEEPSEEK_API_KEY": "sk-parley-own"}) as gateway:
+        async with openai.AsyncOpenAI(base_url=gateway.v1, api_key="unused", max_retries=0) as client:
+            with pytest.raises(openai.APIStatusError) as caught:
+                await client.chat.completions.create(**hello("remote-chat"), stream=stream)
+
+    assert not isinstance(caught.value, openai.AuthenticationError)
+    assert caught.value.status_code == 502
+    body = caught.value.body
+    assert isinstance(body, dict)
+    assert body["code"] == code
+    assert body["type"] == "server_error"
+    if code == "auth_failed":
+        assert "DEEPSEEK_API_KEY" in caught.value.message
+    assert "sk-parley-own" not in caught.value.message
+    assert CANNED_EN not in caught.value.message
