@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -50,7 +50,8 @@ class Settings(BackendSettings):
     """Settings of a `llama_cpp` backend; one backend loads one GGUF file.
 
     `model_path` replaces the bundled SmolLM2 file. `n_ctx` is the context
-    size in tokens (prompt plus reply). `n_threads` defaults to llama.cpp's
+    size in tokens (prompt plus reply), and every model entry's max_context
+    follows it. `n_threads` defaults to llama.cpp's
     own choice. `chat_template` is a Jinja2 chat template for a GGUF file
     that does not embed one. `default_max_tokens` caps a reply when the
     request sets no max_tokens.
@@ -65,9 +66,22 @@ class Settings(BackendSettings):
 
     @model_validator(mode="after")
     def _default_model(self) -> Settings:
-        if not self.models:
-            # Frozen model: set through object.__setattr__ the way pydantic does itself.
-            object.__setattr__(self, "models", [ModelSettings(name=DEFAULT_MODEL, max_context=self.n_ctx)])
+        # n_ctx is the one source of the context size: every model entry reports it as max_context.
+        models = self.models or [ModelSettings(name=DEFAULT_MODEL)]
+        differing = [
+            f"{model.name!r} sets {model.max_context}"
+            for model in models
+            if "max_context" in model.model_fields_set and model.max_context != self.n_ctx
+        ]
+        if differing:
+            raise ValueError(
+                f"max_context of models {', '.join(differing)}, but this llama_cpp backend runs with n_ctx {self.n_ctx}; "
+                "remove max_context and set n_ctx of the backend instead"
+            )
+        # Frozen model: set through object.__setattr__ the way pydantic does itself.
+        object.__setattr__(
+            self, "models", [model.model_copy(update={"max_context": self.n_ctx}) for model in models]
+        )
         seeing = [model.name for model in self.models if model.vision]
         if seeing:
             raise ValueError(f"models {seeing} set vision = true, but llama_cpp runs text-only models; remove it")
@@ -126,9 +140,7 @@ class LlamaCppBackend(Backend):
         self.last_generation: Generation | None = None
 
     def models(self) -> list[ModelInfo]:
-        # The context is n_ctx, whatever max_context the model entries set.
-        infos = [model.info(self.name) for model in self._models.values()]
-        return [replace(info, capabilities=replace(info.capabilities, max_context=self.settings.n_ctx)) for info in infos]
+        return [model.info(self.name) for model in self._models.values()]
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
         model = find_model(self._models, request, self.name)

@@ -302,3 +302,30 @@ def test_main_reports_presets_error_and_exits(tmp_path: Path, capsys: pytest.Cap
 
     assert status == 2
     assert "absent-presets.toml" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("tables", "n_ctx"), [(None, 2048), ([{"name": "local", "kind": "llama_cpp", "n_ctx": 1024}], 1024)])
+async def test_local_model_reports_its_n_ctx_as_max_context(tables: list[dict[str, object]] | None, n_ctx: int) -> None:
+    from backends.pipeline import build_router
+    from config import parse_config
+
+    config = parse_config({} if tables is None else {"backends": tables}, source="test", env={})
+    router = build_router(config, BackendContext())
+    try:
+        infos = {info.name: info for info in router.models()}
+    finally:
+        await router.aclose()
+
+    assert infos["smollm2"].capabilities.max_context == n_ctx
+    assert backend_by_name(config, "local")["n_ctx"] == n_ctx
+
+
+def test_local_model_max_context_other_than_n_ctx_is_rejected(tmp_path: Path) -> None:
+    message = load_error(
+        tmp_path,
+        '[[backends]]\nname = "local"\nkind = "llama_cpp"\nn_ctx = 2048\n'
+        '[[backends.models]]\nname = "smollm2"\nmax_context = 8192\n',
+    )
+
+    assert "'smollm2' sets 8192" in message
+    assert "n_ctx 2048" in message
