@@ -373,15 +373,19 @@ def build_chat_tab(services: UIServices) -> ChatTab:
                 feedback_options=None,
                 group_consecutive_messages=True,
             )
+            # Speech input (ui.voice_tab.attach_voice_input) needs audio files and the microphone.
+            # They are declared here because Gradio rebuilds a component from its constructor
+            # arguments on every update, so attributes changed later are lost on the server.
+            voice_input = services.transcriber is not None
             with gr.Row():
                 textbox = gr.MultimodalTextbox(
                     label=label("chat.input"),
                     show_label=False,
                     placeholder=label("chat.placeholder"),
                     elem_id="parley-input",
-                    file_types=["image"],
+                    file_types=["image", "audio"] if voice_input else ["image"],
                     file_count="multiple",
-                    sources=["upload"],
+                    sources=["upload", "microphone"] if voice_input else ["upload"],
                     submit_btn=True,
                     stop_btn=False,
                     # A longer paste would become a text file; let the length check name the limit instead.

@@ -285,13 +285,12 @@ def build_voice_tab(services: UIServices) -> VoiceTab:
 def attach_voice_input(chat_tab: Any, handlers: VoiceHandlers, language: gr.Radio, autosend: gr.Checkbox) -> None:
     """Let the chat textbox record or take audio files and turn them into text.
 
-    `chat_tab` is the `ui.chat_tab.ChatTab`. Its textbox gains the microphone
-    and audio file types here, before the page's config is built.
+    `chat_tab` is the `ui.chat_tab.ChatTab`. Its textbox declares the
+    microphone and the audio file types when it is created, because Gradio
+    rebuilds a component from its constructor arguments on every update and
+    would drop attributes set here.
     """
     textbox = chat_tab.textbox
-    textbox.sources = list(dict.fromkeys([*(textbox.sources or ["upload"]), "microphone"]))
-    if textbox.file_types is not None:
-        textbox.file_types = list(dict.fromkeys([*textbox.file_types, "audio"]))
 
     request_inputs = [chat_tab.model, chat_tab.system_prompt, *chat_tab.sampling.components()]
     textbox.change(

@@ -11,7 +11,7 @@ import pytest
 
 from multimodal.transcript_text import to_simplified
 from tests.browser.test_chat_browser import CHROMIUM, CHROMIUM_ARGS
-from tests.speech_support import REFERENCES, ZH_CLIP, char_error_rate
+from tests.speech_support import EN_JFK, REFERENCES, ZH_CLIP, char_error_rate, error_rate
 from tests.ui_support import scripted_config, serve_parley
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -60,6 +60,28 @@ def test_recording_in_chat_box_becomes_text(page: Any) -> None:
     assert to_simplified(text) == text
     assert char_error_rate(REFERENCES[ZH_CLIP], text) <= 0.2
     # The recording itself is gone from the box; only the text is sent.
+    assert page.locator("#parley-input audio").count() == 0
+
+
+def test_chat_box_takes_flac_after_typing(page: Any) -> None:
+    # Typing fires the box's change event first, and every event that updates
+    # the box makes Gradio rebuild it server-side: audio must survive that.
+    textarea = page.locator("#parley-input textarea")
+    textarea.fill("Quote:")
+    page.wait_for_timeout(1000)
+
+    with page.expect_file_chooser() as chooser:
+        page.locator("#parley-input [data-testid=upload-button]").click()
+    chooser.value.set_files(str(EN_JFK))
+
+    page.wait_for_function(
+        "() => document.querySelector('#parley-input textarea').value.length > 'Quote:'.length",
+        timeout=TRANSCRIBE_TIMEOUT_MS,
+    )
+    text = chat_text(page)
+    assert text.startswith("Quote:")
+    assert error_rate(EN_JFK, text.removeprefix("Quote:")) <= 0.2
+    assert page.locator(".toast-body", has_text="Invalid file type").count() == 0
     assert page.locator("#parley-input audio").count() == 0
 
 
