@@ -13,7 +13,12 @@ from typing import Any
 import pytest
 from gradio_client import Client, handle_file
 
+from backends.types import SamplingParams
 from tests.ui_support import scripted_config, serve_parley
+from tests.workbench_support import scripted_router
+from ui.batch_tab import job_choice
+from workbench.batch import BatchSettings, JobManager, base_spec, make_plan
+from workbench.inputs import PromptRow
 
 
 @pytest.fixture
@@ -59,14 +64,17 @@ def test_batch_job_survives_client_disconnect(workbench_app: str, tmp_path: Path
     assert len(job_id) == 12
     assert status == f"Job {job_id} started: 160 runs."
     viewer = Client(workbench_app + "/", verbose=False)
-    note, progress, table, _ = wait_for_state(viewer, job_id, ("done",))
+    note, progress, table, _, shown_files = wait_for_state(viewer, job_id, ("done",))
     assert 'data-done="160"' in progress
     assert "32 failed" in progress
+    assert table["headers"][:4] == ["#", "Row id", "Model", "Temperature"]
     rows = table["data"]
     assert len(rows) == 160
-    assert {row[5] for row in rows} == {"ok", "error"}
+    assert {row[5] for row in rows} == {"ok", "failed"}
+    assert len(shown_files) == 2
 
-    files = viewer.predict(job_id, api_name="/download_batch")
+    files, download_note = viewer.predict(job_id, api_name="/download_batch")
+    assert download_note == ""
     paths = {Path(item).suffix: Path(item) for item in files}
     assert sorted(paths) == [".csv", ".jsonl"]
     parsed = list(csv.DictReader(io.StringIO(paths[".csv"].read_text(encoding="utf-8-sig"))))
@@ -85,7 +93,7 @@ def test_batch_cancel_through_client(workbench_app: str, tmp_path: Path) -> None
     )
 
     client.predict(job_id, api_name="/cancel_batch")
-    _, progress, table, _ = wait_for_state(client, job_id, ("cancelled",))
+    _, progress, table, *_ = wait_for_state(client, job_id, ("cancelled",))
 
     assert "cancelled" in progress
     assert len(table["data"]) < 400 or any(row[5] == "cancelled" for row in table["data"])
@@ -108,10 +116,54 @@ def test_batch_rejects_bad_upload_in_chinese(workbench_app: str, tmp_path: Path)
 def test_unknown_job_id_is_reported(workbench_app: str) -> None:
     client = Client(workbench_app + "/", verbose=False)
 
-    note, progress, _, _ = client.predict("0123456789ab", api_name="/batch_status")
+    note, progress, *_ = client.predict("0123456789ab", api_name="/batch_status")
 
     assert note.startswith("⚠️ There is no job 0123456789ab.")
     assert progress == ""
+
+
+def test_download_during_run_refreshes_when_job_ends(workbench_app: str, tmp_path: Path) -> None:
+    client = Client(workbench_app + "/", verbose=False, headers={"Accept-Language": "zh-CN"})
+    job_id, *_ = client.predict(
+        handle_file(prompts_file(tmp_path, 400)), ["scripted-echo"], "custom", "", "", False, api_name="/start_batch"
+    )
+
+    partial, note = client.predict(job_id, api_name="/download_batch")
+    partial_csv = next(Path(item) for item in partial if item.endswith(".csv"))
+    partial_rows = list(csv.DictReader(io.StringIO(partial_csv.read_text(encoding="utf-8-sig"))))
+    assert note.startswith("下载文件包含目前已完成的 ")
+    assert "/400 次运行；任务结束后文件会自动更新。" in note
+    assert len(partial_rows) < 400
+
+    _, progress, table, _, final = wait_for_state(client, job_id, ("done",))
+    final_paths = {Path(item).suffix: Path(item) for item in final}
+    final_rows = list(csv.DictReader(io.StringIO(final_paths[".csv"].read_text(encoding="utf-8-sig"))))
+    jsonl_lines = final_paths[".jsonl"].read_text(encoding="utf-8").splitlines()
+    assert f"任务 {job_id} 已完成：" in progress
+    assert table["headers"][3] == "温度"
+    assert table["headers"][9] == "符合预期"
+    assert len(final_rows) == 400
+    assert len(jsonl_lines) == 400
+    # The downloads are for machines: raw field names and values.
+    assert "matches_expected" in final_rows[0]
+    assert {row["status"] for row in final_rows} == {"ok", "error"}
+
+
+async def test_job_choice_translates_state_after_cancel() -> None:
+    router, _ = scripted_router(local={"models": [{"name": "m"}], "replies": [{"text": "ok"}], "chunk_delay": 1.0})
+    manager = JobManager(router, BatchSettings())
+    rows = [PromptRow("1", "hi")]
+    plan = make_plan(rows, ["m"], (None,), (None,), base_spec(SamplingParams()), manager.settings, source="a.csv")
+
+    job = manager.submit(plan)
+    running = job_choice(job, "zh-CN")
+    await manager.cancel(job.id)
+
+    assert running == (f"{job.id} · a.csv · 运行中", job.id)
+    assert job.state == "cancelled"
+    assert [row.status for row in job.rows()] == ["cancelled"]
+    assert job_choice(job, "zh-CN") == (f"{job.id} · a.csv · 已取消", job.id)
+    assert job_choice(job, "en") == (f"{job.id} · a.csv · cancelled", job.id)
 
 
 def test_compare_through_client_exports_files(workbench_app: str) -> None:

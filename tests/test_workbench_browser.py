@@ -107,3 +107,43 @@ def test_batch_tab_shows_progress_until_done(app_url: str, tmp_path: Path) -> No
             assert len(job_id) == 12
         finally:
             browser.close()
+
+
+def test_batch_table_headers_and_feedback_in_chinese(app_url: str, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.csv"
+    prompts.write_text("提示词,答案\n你好,ok\n再见,ok\n", encoding="utf-8")
+
+    with playwright_api.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            page = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 1400}).new_page()
+            page.goto(app_url + "/")
+            page.get_by_role("tab", name="批量").click()
+
+            # Start without a file says what to do instead of doing nothing.
+            page.locator("#parley-batch-start").click()
+            playwright_api.expect(page.locator("#parley-batch-status")).to_contain_text("请先上传提示词文件。")
+
+            page.locator("#parley-batch-file input[type=file]").set_input_files(str(prompts))
+            playwright_api.expect(page.locator("#parley-batch-parsed")).to_contain_text("已读取 2 条提示词")
+            page.locator("#parley-batch-start").click()
+            done = page.locator('#parley-batch-progress-text[data-state="done"]')
+            playwright_api.expect(done).to_contain_text("已完成 2/2 次运行", timeout=30_000)
+
+            # The files list fills in when the job ends, without a click on Download.
+            playwright_api.expect(page.locator("#parley-batch-files")).to_contain_text(".jsonl")
+            table = page.locator("#parley-batch-table")
+            playwright_api.expect(table).to_contain_text("再见")
+            table.scroll_into_view_if_needed()
+            page.screenshot(path=str(tmp_path / "batch-table.png"), full_page=True)
+
+            # Each header reads on one line: a squeezed column would wrap it to one character per line.
+            for header in ("温度", "符合预期", "耗时（秒）", "实际模型"):
+                cell = table.locator("th", has_text=header).first
+                playwright_api.expect(cell).to_be_visible()
+                box = cell.locator("span, div").filter(has_text=header).last.bounding_box()
+                assert box is not None
+                assert box["height"] < 2 * box["width"], f"{header} header is squeezed: {box}"
+            playwright_api.expect(table).to_contain_text("成功")
+        finally:
+            browser.close()

@@ -1,15 +1,19 @@
-"""Every workbench error code has a message in both languages that formats with its params."""
+"""Every workbench error code has a message in both languages, with and without its params."""
 
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 import pytest
 
+from tests.workbench_support import scripted_router
 from ui.i18n import STRINGS, translate_error
 from ui.workbench_i18n import WORKBENCH_STRINGS
 from workbench import errors
+from workbench.batch import BatchSettings, JobManager, parse_grid_values
 from workbench.compare import CompareInputError
+from workbench.presets import PresetsSettings, PresetStore
 
 CODES = sorted(
     {cls.code for cls in vars(errors).values() if isinstance(cls, type) and issubclass(cls, Exception) and hasattr(cls, "code")}
@@ -40,3 +44,55 @@ def test_too_large_error_reads_in_chinese() -> None:
         "a.csv 大小为 52.4 MB，超过了 10.0 MB 的上限。请拆分成更小的文件，或在配置中调大 batch.max_upload_mb。"
     )
     assert translate_error(error, "en").startswith("a.csv is 52.4 MB, over the 10.0 MB limit.")
+
+
+@pytest.mark.parametrize("code", CODES)
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_error_without_params_reads_in_language(code: str, language: str) -> None:
+    probe = type("ProbeError", (errors.InvalidInputError,), {"code": code})
+    error = probe("detail in English")
+
+    message = translate_error(error, language)
+
+    assert "detail in English" not in message
+    assert message == STRINGS[f"error.{code}"][language]
+
+
+def test_empty_preset_name_reads_in_chinese(tmp_path: Path) -> None:
+    store = PresetStore.from_settings(PresetsSettings(data_dir=tmp_path))
+
+    with pytest.raises(errors.PresetNameError) as caught:
+        store.save("", {"temperature": 0.5})
+
+    assert translate_error(caught.value, "zh-CN") == "预设名称为空或无效。请输入 1 到 64 个可打印字符作为名称。"
+    assert translate_error(caught.value, "en") == (
+        "The preset name is empty or invalid. Enter a name of 1 to 64 printable characters."
+    )
+
+
+def test_shipped_preset_name_is_named_as_taken(tmp_path: Path) -> None:
+    store = PresetStore.from_settings(PresetsSettings(data_dir=tmp_path))
+
+    with pytest.raises(errors.PresetNameError) as caught:
+        store.save("Code", {"temperature": 0.5})
+
+    assert translate_error(caught.value, "zh-CN") == "名称“Code”已被内置预设使用。请换一个名称。"
+
+
+def test_too_many_grid_values_names_limit() -> None:
+    with pytest.raises(errors.GridError) as caught:
+        parse_grid_values("0.1, 0.2, 0.3", "temperature", 0.0, 2.0, max_values=2)
+
+    assert translate_error(caught.value, "zh-CN") == "temperature 有 3 个取值，超过了允许的 2 个。请删掉一些取值。"
+
+
+def test_empty_job_id_reads_in_chinese() -> None:
+    router, _ = scripted_router()
+    manager = JobManager(router, BatchSettings())
+
+    with pytest.raises(errors.JobNotFoundError) as caught:
+        manager.get("  ")
+
+    assert translate_error(caught.value, "zh-CN") == (
+        "未填写任务编号。请输入任务开始时显示的编号，或从“你的任务”中选择。"
+    )

@@ -31,8 +31,16 @@ logger = logging.getLogger(__name__)
 TABLE_ROWS = 500
 OUTPUT_PREVIEW_CHARS = 300
 
-TABLE_HEADERS = ["#", "id", "model", "temperature", "top_p", "status", "latency_s", "tokens", "served_by",
-                 "matches_expected", "output", "error"]
+# Table columns: the "batch.col.<name>" header key and the width in pixels. The widths keep every header
+# readable on one or two lines; the reply and error columns wrap their text.
+TABLE_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("number", 56), ("row_id", 90), ("model", 140), ("temperature", 110), ("top_p", 80), ("status", 90),
+    ("latency_s", 110), ("tokens", 90), ("served_by", 140), ("matches_expected", 120), ("output", 360),
+    ("error", 240),
+)  # fmt: skip
+TABLE_WIDTHS: list[str | int] = [width for _, width in TABLE_COLUMNS]
+# Exports kept per job and progress, so polling an ended job does not write its files again.
+MAX_CACHED_EXPORTS = 32
 
 
 def _owner(request: gr.Request | None) -> str | None:
@@ -80,13 +88,51 @@ def progress_html(manager: JobManager, job: Job, language: str) -> str:
     )
 
 
-def table_rows(rows: list[BatchRow]) -> list[list[Any]]:
+def table_headers(language: str) -> list[str]:
+    return [translate(f"batch.col.{name}", language) for name, _ in TABLE_COLUMNS]
+
+
+def _matches_text(matches: bool | None, language: str) -> str:
+    if matches is None:
+        return ""
+    return translate("batch.matches.yes" if matches else "batch.matches.no", language)
+
+
+def table_rows(rows: list[BatchRow], language: str = "en") -> list[list[Any]]:
     shown = []
     for row in rows[:TABLE_ROWS]:
         output = row.output if len(row.output) <= OUTPUT_PREVIEW_CHARS else row.output[:OUTPUT_PREVIEW_CHARS] + "…"
-        shown.append([row.index + 1, row.row_id, row.model, row.temperature, row.top_p, row.status, row.latency_s,
-                      row.tokens, row.served_by, row.matches_expected, output, row.error or ""])
+        shown.append([row.index + 1, row.row_id, row.model, row.temperature, row.top_p,
+                      translate(f"batch.row.{row.status}", language), row.latency_s, row.tokens, row.served_by,
+                      _matches_text(row.matches_expected, language), output, row.error or ""])
     return shown
+
+
+def table_value(rows: list[BatchRow], language: str) -> dict[str, Any]:
+    """Return the results table with headers in `language`; the downloads keep the raw field names."""
+    return {"headers": table_headers(language), "data": table_rows(rows, language)}
+
+
+def job_choice(job: Job, language: str) -> tuple[str, str]:
+    state = translate(f"batch.state.{job.state}", language)
+    return translate("batch.job_choice", language, job_id=job.id, source=job.plan.source or "-", state=state), job.id
+
+
+class ExportCache:
+    """The download files of recent (job, progress) pairs, written once each."""
+
+    def __init__(self) -> None:
+        self._files: dict[tuple[str, int, str], list[str]] = {}
+
+    def files(self, job: Job) -> list[str]:
+        key = (job.id, job.done, job.state)
+        if key not in self._files:
+            rows = job.rows()
+            self._files[key] = [str(write_export(batch_to_csv(rows), f"batch-{job.id}", "csv")),
+                                str(write_export(batch_to_jsonl(rows), f"batch-{job.id}", "jsonl"))]
+            while len(self._files) > MAX_CACHED_EXPORTS:
+                del self._files[next(iter(self._files))]
+        return self._files[key]
 
 
 def build_batch_tab(services: UIServices) -> None:
@@ -128,12 +174,15 @@ def build_batch_tab(services: UIServices) -> None:
                 download = gr.Button(label("batch.download"), elem_id="parley-batch-download")
             files = gr.File(label=label("batch.download"), file_count="multiple", interactive=False,
                             elem_id="parley-batch-files")
-            table = gr.Dataframe(headers=TABLE_HEADERS, value=[], label=label("batch.results"), interactive=False,
-                                 wrap=True, elem_id="parley-batch-table")
+            table = gr.Dataframe(headers=table_headers("en"), value=[], label=label("batch.results"),
+                                 interactive=False, wrap=True, column_widths=TABLE_WIDTHS,
+                                 elem_id="parley-batch-table")
     timer = gr.Timer(1.0, active=False)
 
-    def job_choices(owner: str | None) -> list[tuple[str, str]]:
-        return [(f"{job.id} · {job.plan.source or '-'} · {job.state}", job.id) for job in manager.jobs(owner)]
+    exports = ExportCache()
+
+    def job_choices(owner: str | None, language: str) -> list[tuple[str, str]]:
+        return [job_choice(job, language) for job in manager.jobs(owner)]
 
     def describe_upload(path: str | None, request: gr.Request) -> str:
         language = language_from_request(request)
@@ -150,20 +199,31 @@ def build_batch_tab(services: UIServices) -> None:
         return text
 
     def view(job_id_text: str, request: gr.Request) -> tuple[Any, ...]:
-        """Progress, table and timer state of a job; the timer stops once the job has ended."""
+        """Status note, progress, table, timer and downloads of a job; the timer stops once the job has ended.
+
+        An empty job id changes nothing, so a message already in the status line stays. The downloads are
+        written when the job has ended, so the files shown always hold every row.
+        """
         language = language_from_request(request)
         if not (job_id_text or "").strip():
-            return "", "", gr.update(), gr.Timer(active=False)
+            return gr.update(), gr.update(), gr.update(), gr.Timer(active=False), gr.update()
         try:
             job = manager.get(job_id_text, _owner(request))
         except ParleyError as exc:
-            return "⚠️ " + translate_error(exc, language), "", [], gr.Timer(active=False)
+            empty = table_value([], language)
+            return "⚠️ " + translate_error(exc, language), "", empty, gr.Timer(active=False), gr.update()
+
         rows = job.rows()
         note = ""
         if len(rows) > TABLE_ROWS:
             note = translate("batch.shown_rows", language, shown=TABLE_ROWS, total=len(rows))
         running = job.state == "running"
-        return note, progress_html(manager, job, language), table_rows(rows), gr.Timer(active=running)
+        files = gr.update() if running else exports.files(job)
+        return note, progress_html(manager, job, language), table_value(rows, language), gr.Timer(active=running), files
+
+    def refresh(job_id_text: str, request: gr.Request) -> tuple[Any, ...]:
+        """Run `view` without its status note, after an event that wrote its own message there."""
+        return view(job_id_text, request)[1:]
 
     async def start_job(path: str | None, model_names: list[str], preset_id: str | None, temperature_text: str,
                         top_p_text: str, cached: bool, request: gr.Request) -> tuple[Any, ...]:
@@ -192,7 +252,7 @@ def build_batch_tab(services: UIServices) -> None:
         values["top_p"] = values.get("top_p", nucleus[0])
         notes = [ignored_note(router, name, values, language) for name in dict.fromkeys(model_names)]
         message = "  \n".join([message, *(note for note in notes if note)])
-        return job.id, message, gr.Dropdown(choices=job_choices(owner), value=job.id), gr.Timer(active=True)
+        return job.id, message, gr.Dropdown(choices=job_choices(owner, language), value=job.id), gr.Timer(active=True)
 
     async def cancel_job(job_id_text: str, request: gr.Request) -> str:
         try:
@@ -201,38 +261,42 @@ def build_batch_tab(services: UIServices) -> None:
             return "⚠️ " + translate_error(exc, language_from_request(request))
         return ""
 
-    def download_job(job_id_text: str, request: gr.Request) -> Any:
+    def download_job(job_id_text: str, request: gr.Request) -> tuple[Any, str]:
+        """Write the rows finished so far; during a run, the status line notes that the files are refreshed at the end."""
+        language = language_from_request(request)
         try:
             job = manager.get(job_id_text or "", _owner(request))
         except ParleyError as exc:
-            raise gr.Error(translate_error(exc, language_from_request(request))) from exc
-        rows = job.rows()
-        return [str(write_export(batch_to_csv(rows), f"batch-{job.id}", "csv")),
-                str(write_export(batch_to_jsonl(rows), f"batch-{job.id}", "jsonl"))]
+            raise gr.Error(translate_error(exc, language)) from exc
+
+        note = ""
+        if job.state == "running":
+            note = translate("batch.download_partial", language, done=job.done, total=job.plan.total)
+        return exports.files(job), note
 
     def list_jobs(request: gr.Request) -> Any:
-        return gr.Dropdown(choices=job_choices(_owner(request)))
+        return gr.Dropdown(choices=job_choices(_owner(request), language_from_request(request)))
 
-    def localise(request: gr.Request) -> tuple[Any, Any]:
+    def localise(request: gr.Request) -> tuple[Any, Any, Any]:
         language = language_from_request(request)
-        return gr.Dropdown(choices=preset_choices(store, language)), list_jobs(request)
+        return gr.Dropdown(choices=preset_choices(store, language)), list_jobs(request), table_value([], language)
 
     private: dict[str, Any] = {"queue": False, "api_visibility": "private"}
-    gr.on(triggers=None, fn=localise, inputs=None, outputs=[preset, jobs], **private)
+    gr.on(triggers=None, fn=localise, inputs=None, outputs=[preset, jobs, table], **private)
     upload.change(describe_upload, [upload], [parsed_note], api_visibility="private")
     jobs.focus(list_jobs, None, [jobs], **private)
+    view_outputs = [status, progress, table, timer, files]
     jobs.input(lambda chosen: chosen, [jobs], [job_id], **private).then(
-        view, [job_id], [status, progress, table, timer], api_visibility="private"
+        view, [job_id], view_outputs, api_visibility="private"
     )
-    view_outputs = [status, progress, table, timer]
     start.click(
         start_job, [upload, chosen_models, preset, temperatures, top_ps, use_cache], [job_id, status, jobs, timer],
         api_name="start_batch",
-    ).then(view, [job_id], view_outputs, api_visibility="private")
+    ).then(refresh, [job_id], view_outputs[1:], api_visibility="private")
     open_job.click(view, [job_id], view_outputs, api_name="batch_status")
     timer.tick(view, [job_id], view_outputs, api_visibility="private", queue=False)
     cancel.click(cancel_job, [job_id], [status], api_name="cancel_batch").then(
         view, [job_id], view_outputs, api_visibility="private"
     )
-    download.click(download_job, [job_id], [files], api_name="download_batch")
+    download.click(download_job, [job_id], [files, status], api_name="download_batch")
 

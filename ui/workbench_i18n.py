@@ -161,15 +161,39 @@ WORKBENCH_STRINGS: dict[str, dict[str, str]] = {
     "batch.state.failed": {"en": "stopped by an internal error", "zh-CN": "因内部错误而停止"},
     "batch.progress": {
         "en": "Job {job_id} {state}: {done} of {total} runs, {failed} failed, {elapsed} elapsed.",
-        "zh-CN": "任务 {job_id}{state}：已完成 {done}/{total} 次运行，失败 {failed} 次，用时 {elapsed}。",
+        "zh-CN": "任务 {job_id} {state}：已完成 {done}/{total} 次运行，失败 {failed} 次，用时 {elapsed}。",
     },
+    "batch.job_choice": {"en": "{job_id} · {source} · {state}", "zh-CN": "{job_id} · {source} · {state}"},
+    "batch.download_partial": {
+        "en": "The download has the {done} of {total} runs finished so far; the files are refreshed when the job ends.",
+        "zh-CN": "下载文件包含目前已完成的 {done}/{total} 次运行；任务结束后文件会自动更新。",
+    },
+    # Results table headers; the CSV and JSONL downloads keep the field names.
+    "batch.col.number": {"en": "#", "zh-CN": "#"},
+    "batch.col.row_id": {"en": "Row id", "zh-CN": "行编号"},
+    "batch.col.model": {"en": "Model", "zh-CN": "模型"},
+    "batch.col.temperature": {"en": "Temperature", "zh-CN": "温度"},
+    "batch.col.top_p": {"en": "Top-p", "zh-CN": "Top-p"},
+    "batch.col.status": {"en": "Status", "zh-CN": "状态"},
+    "batch.col.latency_s": {"en": "Latency (s)", "zh-CN": "耗时（秒）"},
+    "batch.col.tokens": {"en": "Tokens", "zh-CN": "词元数"},
+    "batch.col.served_by": {"en": "Served by", "zh-CN": "实际模型"},
+    "batch.col.matches_expected": {"en": "Matches expected", "zh-CN": "符合预期"},
+    "batch.col.output": {"en": "Reply", "zh-CN": "回复"},
+    "batch.col.error": {"en": "Error", "zh-CN": "错误"},
+    "batch.row.ok": {"en": "ok", "zh-CN": "成功"},
+    "batch.row.error": {"en": "failed", "zh-CN": "失败"},
+    "batch.row.cancelled": {"en": "cancelled", "zh-CN": "已取消"},
+    "batch.matches.yes": {"en": "yes", "zh-CN": "是"},
+    "batch.matches.no": {"en": "no", "zh-CN": "否"},
     "batch.eta": {"en": "About {eta} left.", "zh-CN": "预计还需 {eta}。"},
     "batch.no_file": {"en": "Upload a prompts file first.", "zh-CN": "请先上传提示词文件。"},
     "batch.shown_rows": {
         "en": "The table shows the first {shown} of {total} results; the downloads have all of them.",
         "zh-CN": "表格显示前 {shown} 条结果（共 {total} 条）；下载文件包含全部结果。",
     },
-    # Workbench errors, by code.
+    # Workbench errors, by code. "error.<code>" uses no params, so an error with empty params still reads
+    # in the user's language. The "+param" variants name the values when the error carries them.
     "error.preset_file_invalid": {
         "en": "A presets file is invalid. Fix the named key in the file, or delete the file to start from the shipped presets.",
         "zh-CN": "预设文件无效。请修正文件中指出的键，或删除该文件以使用内置预设。",
@@ -178,56 +202,116 @@ WORKBENCH_STRINGS: dict[str, dict[str, str]] = {
         "en": "The presets file {file} is invalid at {key_path}. Fix that key, or delete the file to start from the shipped presets.",
         "zh-CN": "预设文件 {file} 中的 {key_path} 无效。请修正该项，或删除该文件以使用内置预设。",
     },
+    "error.preset_file_invalid+file": {
+        "en": "The presets file {file} cannot be read. Fix the file, or delete it to start from the shipped presets.",
+        "zh-CN": "无法读取预设文件 {file}。请修正该文件，或删除它以使用内置预设。",
+    },
     "error.preset_save_failed": {
+        "en": "The preset could not be saved. Check that presets.data_dir in the config points to a directory Parley can write to.",
+        "zh-CN": "无法保存预设。请检查配置中的 presets.data_dir 是否指向 Parley 可写入的目录。",
+    },
+    "error.preset_save_failed+file": {
         "en": "The preset could not be saved to {file}. Check that presets.data_dir in the config points to a directory Parley can write to.",
         "zh-CN": "无法把预设保存到 {file}。请检查配置中的 presets.data_dir 是否指向 Parley 可写入的目录。",
     },
     "error.preset_name_invalid": {
-        "en": "The preset name “{name}” cannot be used. Use 1 to 64 characters that no shipped preset uses.",
-        "zh-CN": "不能使用预设名称“{name}”。请使用 1 到 64 个字符、且与内置预设不同的名称。",
+        "en": "The preset name is empty or invalid. Enter a name of 1 to 64 printable characters.",
+        "zh-CN": "预设名称为空或无效。请输入 1 到 64 个可打印字符作为名称。",
+    },
+    "error.preset_name_invalid+shipped_name": {
+        "en": "The name “{shipped_name}” is already used by a shipped preset. Choose another name.",
+        "zh-CN": "名称“{shipped_name}”已被内置预设使用。请换一个名称。",
+    },
+    "error.preset_name_invalid+name": {
+        "en": "The preset name “{name}” cannot be used. Enter a name of 1 to 64 printable characters.",
+        "zh-CN": "不能使用预设名称“{name}”。请输入 1 到 64 个可打印字符作为名称。",
     },
     "error.preset_value_invalid": {
         "en": "A setting of the preset is out of range. Move it back into its range and save again.",
         "zh-CN": "预设中有设置超出范围。请调回允许的范围后再保存。",
     },
+    "error.preset_value_invalid+name": {
+        "en": "A setting of the preset “{name}” is out of range. Move it back into its range and save again.",
+        "zh-CN": "预设“{name}”中有设置超出范围。请调回允许的范围后再保存。",
+    },
     "error.preset_not_found": {
+        "en": "The preset does not exist. Pick one of the presets in the list.",
+        "zh-CN": "该预设不存在。请从列表中选择。",
+    },
+    "error.preset_not_found+name": {
         "en": "The preset “{name}” does not exist. Pick one of the presets in the list.",
         "zh-CN": "预设“{name}”不存在。请从列表中选择。",
     },
     "error.batch_file_empty": {
+        "en": "The file has no prompts. Upload a CSV with a prompt column and at least one row, or a JSONL file with one prompt per line.",
+        "zh-CN": "文件中没有提示词。请上传含 prompt 列且至少有一行数据的 CSV，或每行一条提示词的 JSONL 文件。",
+    },
+    "error.batch_file_empty+filename": {
         "en": "{filename} has no prompts. Upload a CSV with a prompt column and at least one row, or a JSONL file with one prompt per line.",
         "zh-CN": "{filename} 中没有提示词。请上传含 prompt 列且至少有一行数据的 CSV，或每行一条提示词的 JSONL 文件。",
     },
     "error.batch_file_too_large": {
+        "en": "The file is over the upload size limit. Split it into smaller files, or raise batch.max_upload_mb in the config.",
+        "zh-CN": "文件超过了上传大小上限。请拆分成更小的文件，或在配置中调大 batch.max_upload_mb。",
+    },
+    "error.batch_file_too_large+filename+size_mb+limit_mb": {
         "en": "{filename} is {size_mb} MB, over the {limit_mb} MB limit. Split it into smaller files, or raise batch.max_upload_mb in the config.",
         "zh-CN": "{filename} 大小为 {size_mb} MB，超过了 {limit_mb} MB 的上限。请拆分成更小的文件，或在配置中调大 batch.max_upload_mb。",
     },
     "error.batch_file_encoding": {
+        "en": "The file is not UTF-8 and its encoding could not be detected. Save it as UTF-8 (in Excel: Save As, CSV UTF-8) and upload it again.",
+        "zh-CN": "文件不是 UTF-8 编码，且无法识别其编码。请另存为 UTF-8（Excel 中：另存为“CSV UTF-8”）后重新上传。",
+    },
+    "error.batch_file_encoding+filename": {
         "en": "{filename} is not UTF-8 and its encoding could not be detected. Save it as UTF-8 (in Excel: Save As, CSV UTF-8) and upload it again.",
         "zh-CN": "{filename} 不是 UTF-8 编码，且无法识别其编码。请另存为 UTF-8（Excel 中：另存为“CSV UTF-8”）后重新上传。",
     },
-    "error.batch_no_prompt_column": {
-        "en": "{filename} has no prompt column (its columns: {columns}). Name the column with the prompts “prompt” (or input, question, 提示词, 问题).",
-        "zh-CN": "{filename} 中没有提示词列（现有列：{columns}）。请把提示词所在列命名为“prompt”（或 input、question、提示词、问题）。",
-    },
-    "error.batch_no_prompt_column+line": {
+    "error.batch_no_prompt_column+line+filename+columns": {
         "en": "{filename} line {line} has no prompt key (its keys: {columns}). Give every line a “prompt” key.",
         "zh-CN": "{filename} 第 {line} 行没有 prompt 键（现有键：{columns}）。请为每一行加上“prompt”键。",
     },
+    "error.batch_no_prompt_column+filename+columns": {
+        "en": "{filename} has no prompt column (its columns: {columns}). Name the column with the prompts “prompt” (or input, question, 提示词, 问题).",
+        "zh-CN": "{filename} 中没有提示词列（现有列：{columns}）。请把提示词所在列命名为“prompt”（或 input、question、提示词、问题）。",
+    },
+    "error.batch_no_prompt_column": {
+        "en": "The file has no prompt column. Name the column with the prompts “prompt” (or input, question, 提示词, 问题).",
+        "zh-CN": "文件中没有提示词列。请把提示词所在列命名为“prompt”（或 input、question、提示词、问题）。",
+    },
     "error.batch_file_format": {
+        "en": "The file cannot be read. Fix it, or save it again as CSV or JSONL.",
+        "zh-CN": "无法读取该文件。请修正文件，或重新保存为 CSV 或 JSONL 文件。",
+    },
+    "error.batch_file_format+filename+line": {
         "en": "{filename} line {line} cannot be read. Fix that line, or save the file again as CSV or JSONL.",
         "zh-CN": "{filename} 第 {line} 行无法读取。请修正该行，或重新保存为 CSV 或 JSONL 文件。",
     },
     "error.batch_grid_invalid": {
+        "en": "A grid value is invalid. Enter numbers in the allowed range, separated by commas, such as 0.2, 0.7.",
+        "zh-CN": "网格取值无效。请输入允许范围内的数字，用逗号分隔，例如 0.2, 0.7。",
+    },
+    "error.batch_grid_invalid+name+count+max_values": {
+        "en": "{name} has {count} values, more than the {max_values} allowed. Remove some values.",
+        "zh-CN": "{name} 有 {count} 个取值，超过了允许的 {max_values} 个。请删掉一些取值。",
+    },
+    "error.batch_grid_invalid+name+value+low+high": {
         "en": "The {name} value “{value}” is invalid. Enter numbers from {low} to {high}, separated by commas, such as 0.2, 0.7.",
         "zh-CN": "{name} 的取值“{value}”无效。请输入 {low} 到 {high} 之间的数字，用逗号分隔，例如 0.2, 0.7。",
     },
     "error.batch_no_model": {"en": "No model is selected. Select at least one model.", "zh-CN": "未选择模型。请至少选择一个模型。"},
     "error.batch_grid_too_large": {
+        "en": "The job has more runs than the limit allows. Use fewer prompts, models or values, or raise batch.max_runs in the config.",
+        "zh-CN": "该任务的运行次数超过上限。请减少提示词、模型或取值，或在配置中调大 batch.max_runs。",
+    },
+    "error.batch_grid_too_large+prompts+settings+runs+limit": {
         "en": "The job would make {prompts} prompts × {settings} settings = {runs} runs, over the limit of {limit}. Use fewer prompts, models or values, or raise batch.max_runs in the config.",
         "zh-CN": "该任务将产生 {prompts} 条提示词 × {settings} 组设置 = {runs} 次运行，超过了 {limit} 次的上限。请减少提示词、模型或取值，或在配置中调大 batch.max_runs。",
     },
     "error.batch_job_not_found": {
+        "en": "No job id was entered. Enter the id shown when the job started, or pick a job from “Your jobs”.",
+        "zh-CN": "未填写任务编号。请输入任务开始时显示的编号，或从“你的任务”中选择。",
+    },
+    "error.batch_job_not_found+job_id": {
         "en": "There is no job {job_id}. Check the id; finished jobs are kept until the server restarts or newer jobs replace them.",
         "zh-CN": "找不到任务 {job_id}。请检查编号；已结束的任务会保留到服务器重启或被更新的任务替换为止。",
     },

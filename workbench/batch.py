@@ -120,8 +120,9 @@ def parse_grid_values(text: str, name: str, low: float, high: float, max_values:
         return (None,)
     if len(parts) > max_values:
         raise GridError(
-            f"{name} has {len(parts)} values, more than the {max_values} allowed", name=name, value=text, low=low, high=high
-        )
+            f"{name} has {len(parts)} values, more than the {max_values} allowed",
+            name=name, value=text, low=low, high=high, count=len(parts), max_values=max_values,
+        )  # fmt: skip
 
     values: list[float] = []
     for part in parts:
@@ -238,7 +239,7 @@ class JobManager:
         """Return a job; another owner's job is reported as not found."""
         job = self._jobs.get(job_id.strip())
         if job is None or (job.owner is not None and job.owner != owner):
-            raise JobNotFoundError(f"batch job {job_id!r} does not exist", job_id=job_id.strip() or "(empty)")
+            raise JobNotFoundError(f"batch job {job_id!r} does not exist", job_id=job_id.strip())
         return job
 
     def jobs(self, owner: str | None = None) -> list[Job]:
@@ -254,6 +255,13 @@ class JobManager:
         if job.task is not None and not job.task.done():
             job.task.cancel()
             await asyncio.gather(job.task, return_exceptions=True)
+
+        # A task cancelled before its first step never ran `_run`, so nothing recorded the end.
+        if job.state == "running" and job.task is not None and job.task.done():
+            job.state = "cancelled"
+            self._mark_unfinished(job)
+            job.ended = self._clock()
+            logger.info("batch job %s cancelled before it started", job.id)
         return job
 
     async def wait(self, job_id: str) -> Job:

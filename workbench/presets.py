@@ -296,7 +296,9 @@ class PresetStore:
         taken |= {preset.label.en.casefold() for preset in self._builtin.values()}
         taken |= {preset.label.zh_cn.casefold() for preset in self._builtin.values()}
         if name.casefold() in taken or name.casefold() in RESERVED_NAMES:
-            raise PresetNameError(f"preset name {name!r} is already used by a shipped preset", name=name)
+            raise PresetNameError(
+                f"preset name {name!r} is already used by a shipped preset", name=name, shipped_name=name
+            )
         return name
 
     def _write(self, presets: Mapping[str, Preset]) -> None:
