@@ -248,6 +248,12 @@ class LlamaCppBackend(Backend):
             prompt = llama.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
             generation.prompt_tokens = len(prompt)
             self._check_context(len(prompt), model)
+            if request.params.seed is not None:
+                # llama-cpp-python (0.3.36) keeps the last prompt in the KV cache and decodes only the
+                # tokens after the common prefix. A shorter decode gives slightly different logits, so
+                # a fixed seed would sample another reply depending on the request before; a reset
+                # makes every seeded request decode its whole prompt and repeat exactly.
+                llama.reset()
             reason = self._run(llama, prompt, formatted, request, generation, send)
             send(("end", reason))
         except ParleyError as exc:
@@ -304,13 +310,19 @@ class LlamaCppBackend(Backend):
         """Stream the completion, checking the stop flag before every token; return the finish reason."""
         from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
+        sampling = self._sampling(request)
+        # The reply limit as llama.cpp computes it: max_tokens, shortened to what fits in n_ctx.
+        limit = min(sampling["max_tokens"], self.settings.n_ctx - len(prompt))
+
         def count_token(input_ids: Any, scores: Any) -> Any:
             # Called once per sampled token, so it counts the completion tokens.
             generation.completion_tokens += 1
             return scores
 
         def stop_requested(input_ids: Any, logits: Any) -> bool:
-            return generation.stop.is_set()
+            # llama.cpp skips its max_tokens check while a character's UTF-8 bytes
+            # span several tokens, so a reply could run past the limit without this.
+            return generation.stop.is_set() or generation.completion_tokens > limit
 
         criteria = StoppingCriteriaList([stop_requested])
         if formatted.stopping_criteria is not None:
@@ -328,7 +340,7 @@ class LlamaCppBackend(Backend):
             stop=stops,
             stopping_criteria=criteria,
             logits_processor=LogitsProcessorList([count_token]),
-            **self._sampling(request),
+            **sampling,
         ))
         reason = "stop"
         try:
@@ -344,6 +356,11 @@ class LlamaCppBackend(Backend):
             close = getattr(chunks, "close", None)
             if close is not None:
                 close()
+
+        if generation.completion_tokens > limit:
+            # The token past the limit was sampled but never sent, so it is not part of the reply.
+            generation.completion_tokens = limit
+            reason = "length"
         return reason
 
     def _sampling(self, request: ChatRequest) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,6 +80,20 @@ async def test_max_tokens_ends_with_length(backend: LlamaCppBackend) -> None:
     assert Usage(prompt_tokens=None) not in events
     usage = next(e for e in events if isinstance(e, Usage))
     assert usage.completion_tokens == 5
+
+
+@pytest.mark.parametrize("max_tokens", [1, 2, 5, 8])
+async def test_emoji_reply_stays_within_max_tokens(backend: LlamaCppBackend, max_tokens: int) -> None:
+    # An emoji spans several tokens, the case where llama.cpp itself overruns max_tokens.
+    events = await collect(backend, ask("Reply with three dragon emoji 🐉🐉🐉", temperature=0.0, max_tokens=max_tokens))
+
+    usage = next(e for e in events if isinstance(e, Usage))
+    assert usage.completion_tokens == max_tokens
+    finished = events[-1]
+    assert isinstance(finished, Finished)
+    assert finished.reason == "length"
+    assert backend.last_generation is not None
+    assert backend.last_generation.completion_tokens == max_tokens
 
 
 async def test_cancel_stops_the_worker_thread(backend: LlamaCppBackend) -> None:
@@ -182,3 +197,34 @@ async def test_empty_stop_string_is_ignored(backend: LlamaCppBackend) -> None:
     events = await collect(backend, ask("Say hello.", max_tokens=8, stop=("",), seed=4))
 
     assert text_of(events).strip() != ""
+
+
+@pytest.mark.parametrize("max_tokens", [5, 20])
+async def test_gateway_usage_same_streamed_and_not(max_tokens: int) -> None:
+    import openai
+
+    from tests.gateway_setup import gateway_config, run_gateway
+
+    config = gateway_config({"name": "local", "kind": "llama_cpp", "n_ctx": 512})
+    messages: Any = [{"role": "user", "content": "Reply with three dragon emoji 🐉🐉🐉"}]
+
+    async with run_gateway(config) as gateway:
+        async with openai.AsyncOpenAI(base_url=gateway.v1, api_key="unused", max_retries=0) as client:
+            whole = await client.chat.completions.create(
+                model="smollm2", messages=messages, max_tokens=max_tokens, temperature=0.0
+            )
+            stream = await client.chat.completions.create(
+                model="smollm2",
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=0.0,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            usages = [chunk.usage async for chunk in stream if chunk.usage is not None]
+
+    assert whole.usage is not None
+    assert len(usages) == 1
+    assert usages[0].completion_tokens == whole.usage.completion_tokens
+    assert usages[0].prompt_tokens == whole.usage.prompt_tokens
+    assert whole.usage.completion_tokens <= max_tokens
