@@ -469,7 +469,9 @@ class OpenAIBackend(Backend):
             return self._health(True, f"GET {self._models_url}: 200")
         failure = failure_from_body(response.status_code, response.content[:MAX_ERROR_BODY_BYTES], response.headers)
         model = self._settings.models[0] if self._settings.models else OpenAIModelSettings(name="-")
-        return self._health(False, str(error_for_failure(failure, self._target(model), has_images=False)))
+        error = error_for_failure(failure, self._target(model), has_images=False)
+        # The upstream's own text is left out because it can echo part of the key ("Your api key: ****CRET").
+        return self._health(False, f"GET {self._models_url}: HTTP {response.status_code} ({error.code}). {error.fix}")
 
     def _health(self, reachable: bool, detail: str) -> Health:
         if reachable != self._last_reachable:

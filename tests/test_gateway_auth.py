@@ -125,3 +125,41 @@ def test_bearer_token_parsing() -> None:
     assert bearer_token("Basic abc") is None
     assert bearer_token("Bearer") is None
     assert bearer_token(None) is None
+
+
+ECHOED_KEY = "Authentication Fails, Your api key: ****3210 is invalid"
+
+
+async def test_healthz_without_key_shows_only_names_and_reachability(
+    gateway: Gateway, upstream: FakeOpenAIServer
+) -> None:
+    upstream.models_behaviour = Behaviour(status=401, error_body={"error": {"message": ECHOED_KEY, "type": "auth"}})
+
+    async with httpx.AsyncClient() as client:
+        missing = await client.get(f"{gateway.url}/healthz")
+        wrong = await client.get(f"{gateway.url}/healthz", headers={"Authorization": "Bearer wrong-key"})
+
+    for response in (missing, wrong):
+        assert response.status_code == 200
+        assert response.json() == {
+            "status": "degraded",
+            "backends": [{"name": "script", "reachable": True}, {"name": "fake", "reachable": False}],
+        }
+        assert upstream.base_url not in response.text
+
+
+async def test_healthz_with_key_shows_details_without_upstream_text(
+    gateway: Gateway, upstream: FakeOpenAIServer
+) -> None:
+    upstream.models_behaviour = Behaviour(status=401, error_body={"error": {"message": ECHOED_KEY, "type": "auth"}})
+
+    async with httpx.AsyncClient(headers={"Authorization": "Bearer second-key-123456"}) as client:
+        response = await client.get(f"{gateway.url}/healthz")
+
+    body = response.json()
+    details = {backend["name"]: backend["detail"] for backend in body["backends"]}
+    assert details["fake"].startswith(f"GET {upstream.base_url}/models: HTTP 401 (auth_failed). ")
+    assert "FAKE_UPSTREAM_KEY" in details["fake"]
+    assert "3210" not in response.text
+    assert "Authentication Fails" not in response.text
+    assert {"name": "fake-chat", "backend": "fake"} in body["models"]
