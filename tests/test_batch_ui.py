@@ -64,7 +64,7 @@ def test_batch_job_survives_client_disconnect(workbench_app: str, tmp_path: Path
     assert len(job_id) == 12
     assert status == f"Job {job_id} started: 160 runs."
     viewer = Client(workbench_app + "/", verbose=False)
-    note, progress, table, _, shown_files = wait_for_state(viewer, job_id, ("done",))
+    note, progress, table, _, shown_files, _ = wait_for_state(viewer, job_id, ("done",))
     assert 'data-done="160"' in progress
     assert "32 failed" in progress
     assert table["headers"][:4] == ["#", "Row id", "Model", "Temperature"]
@@ -135,7 +135,7 @@ def test_download_during_run_refreshes_when_job_ends(workbench_app: str, tmp_pat
     assert "/400 次运行；任务结束后文件会自动更新。" in note
     assert len(partial_rows) < 400
 
-    _, progress, table, _, final = wait_for_state(client, job_id, ("done",))
+    _, progress, table, _, final, _ = wait_for_state(client, job_id, ("done",))
     final_paths = {Path(item).suffix: Path(item) for item in final}
     final_rows = list(csv.DictReader(io.StringIO(final_paths[".csv"].read_text(encoding="utf-8-sig"))))
     jsonl_lines = final_paths[".jsonl"].read_text(encoding="utf-8").splitlines()
@@ -195,6 +195,15 @@ def test_saved_preset_through_client_persists(workbench_app: str, tmp_path: Path
     saved = json.loads((tmp_path / "data" / "user_presets.json").read_text(encoding="utf-8"))
     assert saved["presets"]["短回复"]["temperature"] == 0.35
     assert saved["presets"]["短回复"]["seed"] == 3
+
+
+def test_preset_with_empty_name_is_refused_in_chinese(workbench_app: str, tmp_path: Path) -> None:
+    client = Client(workbench_app + "/", verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+
+    _, status = client.predict("", 0.35, 0.8, 256, 0.0, 0.5, 3, "", api_name="/save_preset")
+
+    assert status == "⚠️ 预设名称为空或无效。请输入 1 到 64 个可打印字符作为名称。"
+    assert not (tmp_path / "data" / "user_presets.json").exists()
 
 
 def test_chat_tab_has_preset_picker(workbench_app: str) -> None:

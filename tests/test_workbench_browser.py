@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def test_batch_table_headers_and_feedback_in_chinese(app_url: str, tmp_path: Pat
 
             # The files list fills in when the job ends, without a click on Download.
             playwright_api.expect(page.locator("#parley-batch-files")).to_contain_text(".jsonl")
+            playwright_api.expect(page.locator("#parley-batch-jobs input")).to_have_value(re.compile(r"· 已完成$"))
             table = page.locator("#parley-batch-table")
             playwright_api.expect(table).to_contain_text("再见")
             table.scroll_into_view_if_needed()

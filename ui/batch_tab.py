@@ -199,27 +199,32 @@ def build_batch_tab(services: UIServices) -> None:
         return text
 
     def view(job_id_text: str, request: gr.Request) -> tuple[Any, ...]:
-        """Status note, progress, table, timer and downloads of a job; the timer stops once the job has ended.
+        """Status note, progress, table, timer, downloads and jobs list of a job; the timer stops once it has ended.
 
         An empty job id changes nothing, so a message already in the status line stays. The downloads are
-        written when the job has ended, so the files shown always hold every row.
+        written and the jobs list refreshed when the job has ended, so both show its final state.
         """
         language = language_from_request(request)
         if not (job_id_text or "").strip():
-            return gr.update(), gr.update(), gr.update(), gr.Timer(active=False), gr.update()
+            return gr.update(), gr.update(), gr.update(), gr.Timer(active=False), gr.update(), gr.update()
         try:
             job = manager.get(job_id_text, _owner(request))
         except ParleyError as exc:
             empty = table_value([], language)
-            return "⚠️ " + translate_error(exc, language), "", empty, gr.Timer(active=False), gr.update()
+            return "⚠️ " + translate_error(exc, language), "", empty, gr.Timer(active=False), gr.update(), gr.update()
 
         rows = job.rows()
         note = ""
         if len(rows) > TABLE_ROWS:
             note = translate("batch.shown_rows", language, shown=TABLE_ROWS, total=len(rows))
         running = job.state == "running"
-        files = gr.update() if running else exports.files(job)
-        return note, progress_html(manager, job, language), table_value(rows, language), gr.Timer(active=running), files
+        files: Any = gr.update()
+        listed: Any = gr.update()
+        if not running:
+            files = exports.files(job)
+            listed = gr.Dropdown(choices=job_choices(_owner(request), language))
+        timer_state = gr.Timer(active=running)
+        return note, progress_html(manager, job, language), table_value(rows, language), timer_state, files, listed
 
     def refresh(job_id_text: str, request: gr.Request) -> tuple[Any, ...]:
         """Run `view` without its status note, after an event that wrote its own message there."""
@@ -285,7 +290,7 @@ def build_batch_tab(services: UIServices) -> None:
     gr.on(triggers=None, fn=localise, inputs=None, outputs=[preset, jobs, table], **private)
     upload.change(describe_upload, [upload], [parsed_note], api_visibility="private")
     jobs.focus(list_jobs, None, [jobs], **private)
-    view_outputs = [status, progress, table, timer, files]
+    view_outputs = [status, progress, table, timer, files, jobs]
     jobs.input(lambda chosen: chosen, [jobs], [job_id], **private).then(
         view, [job_id], view_outputs, api_visibility="private"
     )
