@@ -326,7 +326,7 @@ max_runs = 1000000
             for model in ("local", "remote"):
                 busy[model].append(ui_chat_start(client, model, index))
             index += 1
-            _, progress, _, _ = client.predict(job_id, api_name="/batch_status")
+            _, progress, *_ = client.predict(job_id, api_name="/batch_status")
             if 'data-state="running"' not in progress:
                 break
             time.sleep(args.chat_every)
