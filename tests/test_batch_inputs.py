@@ -148,3 +148,20 @@ def test_long_csv_cell_is_accepted() -> None:
     assert len(parsed.rows) == 2
     assert len(parsed.rows[1].prompt) == 200_000
 
+
+
+def test_short_gbk_file_is_not_read_as_korean() -> None:
+    data = "提示词,答案\n你好,ok\n再见,ok\n".encode("gbk")
+
+    parsed = parse_prompts(data, "short.csv", max_bytes=LIMIT)
+
+    assert parsed.encoding == "gb18030"
+    assert [row.prompt for row in parsed.rows] == ["你好", "再见"]
+
+
+def test_korean_file_stays_korean() -> None:
+    data = "prompt,answer\n안녕하세요 반갑습니다,네\n오늘 날씨가 좋네요,맞아요\n".encode("cp949")
+
+    parsed = parse_prompts(data, "korean.csv", max_bytes=LIMIT)
+
+    assert [row.prompt for row in parsed.rows] == ["안녕하세요 반갑습니다", "오늘 날씨가 좋네요"]

@@ -69,8 +69,29 @@ def decode_text(data: bytes, filename: str) -> tuple[str, str]:
         raise InputEncodingError(
             f"{filename} is not UTF-8 and its encoding could not be detected", filename=filename
         )
-    logger.info("decoded %s as %s", filename, best.encoding)
-    return str(best), best.encoding
+    text, encoding = str(best), best.encoding
+    if _looks_misread_chinese(text):
+        try:
+            text, encoding = data.decode("gb18030"), "gb18030"
+        except UnicodeDecodeError:
+            pass
+    logger.info("decoded %s as %s", filename, encoding)
+    return text, encoding
+
+
+def _is_hangul(char: str) -> bool:
+    return "\uac00" <= char <= "\ud7a3" or "\u1100" <= char <= "\u11ff" or "\u3130" <= char <= "\u318f"
+
+
+def _looks_misread_chinese(text: str) -> bool:
+    """Return whether the text mixes Hangul with Han characters, a sign of GBK bytes read as a Korean code page.
+
+    charset_normalizer (3.5) picks cp949 for short GBK files such as a two-row CSV; real Korean text is
+    almost all Hangul, so a mix is far more likely a Chinese file.
+    """
+    hangul = any(_is_hangul(char) for char in text)
+    han = any("\u4e00" <= char <= "\u9fff" for char in text)
+    return hangul and han
 
 
 def _find_column(header: list[str], names: tuple[str, ...]) -> int | None:
