@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from backends.errors import ImageNotSupportedError, InputTooLargeError
+from backends.errors import InputTooLargeError
 from backends.router import Router
 from backends.types import ChatRequest, ModelInfo
+from multimodal.image_errors import image_not_supported
 
 
 def check_chat_request(request: ChatRequest, router: Router, max_prompt_chars: int) -> ModelInfo:
@@ -22,12 +23,5 @@ def check_chat_request(request: ChatRequest, router: Router, max_prompt_chars: i
 
     if not info.capabilities.vision and any(message.images for message in request.messages):
         vision_models = sorted(model.name for model in router.models() if model.capabilities.vision)
-        fix = (
-            f"Pick a model that can see images ({', '.join(vision_models)}) or remove the image."
-            if vision_models
-            else "No configured model can see images; set vision = true on a model that can, or remove the image."
-        )
-        raise ImageNotSupportedError(
-            f"model {info.name!r} cannot see images", fix=fix, param="messages", model_name=info.name
-        )
+        raise image_not_supported(info.name, vision_models, param="messages")
     return info

@@ -7,6 +7,8 @@ reason in Chinese. `str(error)` stays English for logs and API clients.
 
 from __future__ import annotations
 
+from typing import Any
+
 from backends.errors import ImageNotSupportedError, InputTooLargeError, InvalidInputError
 
 
@@ -98,21 +100,25 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Model {model_name} cannot see images. Models that can: {vision_models}. Pick one of them, or remove the image.",
         "zh-CN": "模型 {model_name} 无法识别图片。可以识别图片的模型：{vision_models}。请选择其中之一，或移除图片。",
     },
+    # The variant for a config without any vision model: naming "the models that can" would list none.
+    "image_not_supported+blind_model": {
+        "en": "Model {blind_model} cannot see images, and no configured model can. Remove the image or add a vision model to the config.",
+        "zh-CN": "模型 {blind_model} 无法识别图片，已配置的模型也都无法识别图片。请移除图片，或在配置中添加一个支持图片的模型。",
+    },
 }
 
 
-def image_not_supported(model: str, vision_models: list[str]) -> ImageNotSupportedError:
-    """Build the error for an image sent to `model`, naming the models that can see images."""
-    names = ", ".join(vision_models) if vision_models else "none configured"
-    if vision_models:
-        fix = f"Pick a model that can see images ({names}), or remove the image."
-    else:
-        fix = "No configured model can see images; remove the image, or configure a model with vision = true."
-    return ImageNotSupportedError(
-        f"model {model!r} cannot see images",
-        model=model,
-        fix=fix,
-        model_name=model,
-        vision_models=names,
-    )
+def image_not_supported(model: str, vision_models: list[str], **params: Any) -> ImageNotSupportedError:
+    """Build the error for an image sent to `model`, naming the models that can see images, if any.
+
+    `params` go into the error's params as they are, such as the request field at fault.
+    """
+    detail = f"model {model!r} cannot see images"
+    if not vision_models:
+        fix = "No configured model can see images; remove the image or add a vision model to the config."
+        return ImageNotSupportedError(detail, model=model, fix=fix, blind_model=model, **params)
+
+    names = ", ".join(vision_models)
+    fix = f"Pick a model that can see images ({names}), or remove the image."
+    return ImageNotSupportedError(detail, model=model, fix=fix, model_name=model, vision_models=names, **params)
 

@@ -141,6 +141,21 @@ async def test_image_to_text_model_names_vision_models(http: httpx.AsyncClient) 
     assert "(seer)" in error["message"]
 
 
+async def test_image_without_any_vision_model_says_to_add_one() -> None:
+    config = gateway_config({"name": "script", "kind": "scripted", "models": [{"name": "echo"}]})
+
+    async with run_gateway(config) as gateway, httpx.AsyncClient(base_url=gateway.v1) as client:
+        response = await client.post("/chat/completions", json=image_message(PNG_URL, model="echo"))
+
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["code"] == "image_not_supported"
+    assert error["message"] == (
+        "echo: model 'echo' cannot see images. "
+        "No configured model can see images; remove the image or add a vision model to the config."
+    )
+
+
 async def test_remote_image_url_asks_for_data_url(http: httpx.AsyncClient) -> None:
     response = await http.post("/chat/completions", json=image_message("https://example.com/cat.png"))
 

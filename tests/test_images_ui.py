@@ -148,6 +148,35 @@ async def test_ask_text_model_without_fallback_fails_clearly(handlers: ImageHand
     assert answer_text(updates[-1]) == ""
 
 
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "Model echo cannot see images, and no configured model can. Remove the image or add a vision model to the config."),
+        ("zh-CN", "模型 echo 无法识别图片，已配置的模型也都无法识别图片。请移除图片，或在配置中添加一个支持图片的模型。"),
+    ],
+)
+async def test_image_without_any_vision_model_says_to_add_one(tmp_path: Path, language: str, expected: str) -> None:
+    raw = {
+        "backends": [{"name": "script", "kind": "scripted", "models": [{"name": "echo"}]}],
+        "resilience": {"cache": {"enabled": False}, "retry": {"max_retries": 0}, "fallback": {"canned_reply": False}},
+    }
+    config = parse_config(raw, source="test config", env={})
+    router = build_router(config, BackendContext())
+    images = ImageService.from_config(config, router)
+    services = UIServices(router=router, settings=UISettings(stream_interval_ms=20), image_pipeline=images)
+    blind = ImageHandlers(services, images)
+    try:
+        preview, _, prepared = await blind.prepare(str(gps_jpeg(tmp_path / "a.jpg")), "echo", request(language))
+        updates = await collect(blind.ask(prepared, preview, "describe it", "echo", request(language)))
+    finally:
+        images.close()
+
+    shown = str(updates[-1])
+    assert expected in shown
+    assert "none configured" not in shown
+    assert answer_text(updates[-1]) == ""
+
+
 async def test_ask_without_image_asks_for_one(handlers: ImageHandlers) -> None:
     with pytest.raises(gr.Error) as caught:
         await collect(handlers.ask(None, None, "describe it", "seer", request()))
