@@ -16,7 +16,7 @@ import gradio as gr
 
 from backends.errors import ParleyError
 from backends.types import SamplingParams
-from ui.i18n import label, language_from_request, translate, translate_error
+from ui.i18n import label, language_from_request, translate, translate_error, user_error
 from ui.preset_picker import CUSTOM, find_preset, ignored_note, job_manager, preset_choices, preset_store
 from ui.services import UIServices
 from workbench.batch import BatchRow, Job, JobManager, base_spec, make_plan, parse_grid_values
@@ -272,7 +272,7 @@ def build_batch_tab(services: UIServices) -> None:
         try:
             job = manager.get(job_id_text or "", _owner(request))
         except ParleyError as exc:
-            raise gr.Error(translate_error(exc, language)) from exc
+            raise user_error(translate_error(exc, language)) from exc
 
         note = ""
         if job.state == "running":

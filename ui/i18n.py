@@ -342,6 +342,15 @@ def _fields(template: str) -> set[str]:
     return {name for _, name, _, _ in string.Formatter().parse(template) if name}
 
 
+def user_error(message: str) -> gr.Error:
+    """Return the gr.Error that shows `message` for a problem with the user's input.
+
+    Gradio prints a traceback for every raised gr.Error unless told not to;
+    input problems are expected, and the handler logs them in one line.
+    """
+    return gr.Error(message, print_exception=False)
+
+
 def translate_error(error: ParleyError, language: str) -> str:
     """Return a translated sentence for `error` that says what failed and what to do.
 

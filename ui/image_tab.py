@@ -18,7 +18,7 @@ from backends.types import ChatRequest, ImagePart, Message, TextPart
 from multimodal.image_service import ImageService
 from multimodal.images import ImageReport, PreparedImage
 from ui.formatting import escape_html, text_block
-from ui.i18n import label, language_from_request, translate, translate_error
+from ui.i18n import label, language_from_request, translate, translate_error, user_error
 from ui.reply import Reply
 from ui.services import UIServices
 from ui.streaming import paced
@@ -100,7 +100,7 @@ class ImageHandlers:
         """Ask `model` about the prepared image and stream the answer."""
         language = language_from_request(request)
         if prepared is None or not preview:
-            raise gr.Error(translate("image.need_image", language))
+            raise user_error(translate("image.need_image", language))
 
         text = question.strip() or translate("image.default_question", language)
         shown_question = {
@@ -142,7 +142,7 @@ class ImageHandlers:
     def send_to_chat(self, path: str | None, question: str, request: gr.Request) -> dict[str, Any]:
         """Put the original file and the question into the chat input; the chat tab prepares it for its model."""
         if not path:
-            raise gr.Error(translate("image.need_image", language_from_request(request)))
+            raise user_error(translate("image.need_image", language_from_request(request)))
         return {"text": question, "files": [path]}
 
 

@@ -25,7 +25,7 @@ import gradio as gr
 
 from backends.errors import ParleyError
 from multimodal.transcribe import UNSPACED_LANGUAGES, TranscribeOptions, Transcriber, Transcript, TranscriptionStatus
-from ui.i18n import CHINESE, label, language_from_request, translate, translate_error
+from ui.i18n import CHINESE, label, language_from_request, translate, translate_error, user_error
 from ui.services import UIServices
 
 logger = logging.getLogger(__name__)
@@ -89,7 +89,7 @@ async def transcribe_with_status(
                 yield status_text(update, language)
     except ParleyError as exc:
         logger.info("transcription of %s failed: %s", Path(path).name, exc)
-        raise gr.Error(translate_error(exc, language)) from exc
+        raise user_error(translate_error(exc, language)) from exc
 
 
 @dataclass
@@ -113,7 +113,7 @@ class VoiceHandlers:
     def transcriber(self, language: str) -> Transcriber:
         transcriber: Transcriber | None = self.services.transcriber
         if transcriber is None:
-            raise gr.Error(translate("voice.unavailable", language))
+            raise user_error(translate("voice.unavailable", language))
         return transcriber
 
     async def transcribe(
@@ -122,7 +122,7 @@ class VoiceHandlers:
         """Transcribe the Voice tab's recording; yields (status, transcript, recent, recent picker)."""
         language = language_from_request(request)
         if not path:
-            raise gr.Error(translate("voice.need_audio", language))
+            raise user_error(translate("voice.need_audio", language))
         recent = list(recent or [])
 
         updates = transcribe_with_status(self.transcriber(language), path, whisper_language(choice, language), language)
@@ -148,7 +148,7 @@ class VoiceHandlers:
 
     def to_chat_input(self, transcript: str, request: gr.Request) -> dict[str, Any]:
         if not transcript.strip():
-            raise gr.Error(translate("voice.need_text", language_from_request(request)))
+            raise user_error(translate("voice.need_text", language_from_request(request)))
         return {"text": transcript.strip(), "files": []}
 
     async def chat_audio(
