@@ -441,7 +441,11 @@ def build_chat_tab(services: UIServices) -> ChatTab:
         concurrency_id="chat",
     )
     running: list[Any] = [submit_event, retry_event, edit_event]
-    stop.click(handlers.mark_stopped, [chatbot], [chatbot], cancels=running, queue=False, api_name="stop")
+    # Cancel first, then mark the reply: an output written to the chatbot while the
+    # cancelled event still owns it leaves Gradio's "Error" overlay over the chat.
+    stop.click(None, None, None, cancels=running, queue=False, api_visibility="undocumented").then(
+        handlers.mark_stopped, [chatbot], [chatbot], queue=False, api_name="stop"
+    )
     chatbot.undo(handlers.undo, [chatbot], [chatbot, textbox], queue=False, api_visibility="undocumented")
     clear.click(handlers.clear, None, [chatbot, textbox], cancels=running, queue=False, api_name="clear")
     # The Chatbot's own trash button empties it in the browser; stop the reply too.
