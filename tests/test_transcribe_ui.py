@@ -30,7 +30,7 @@ def test_page_language_picks_chinese(voice_app: str) -> None:
 
     status, transcript, _ = client.predict(handle_file(str(ZH_CLIP)), "ui", api_name="/transcribe")
 
-    assert status.startswith("语言：zh")
+    assert status.startswith("语言：zh（已指定，未检测）")
     assert to_simplified(transcript) == transcript
     assert char_error_rate(REFERENCES[ZH_CLIP], transcript) <= 0.2
 
@@ -40,7 +40,8 @@ def test_english_page_transcribes_english(voice_app: str) -> None:
 
     status, transcript, _ = client.predict(handle_file(str(EN_JFK)), "ui", api_name="/transcribe")
 
-    assert status.startswith("Language: en")
+    assert status.startswith("Language: en (set, not detected)")
+    assert "%" not in status
     assert word_error_rate(REFERENCES[EN_JFK], transcript) <= 0.1
 
 
@@ -49,7 +50,8 @@ def test_automatic_language_on_english_page(voice_app: str) -> None:
 
     status, transcript, _ = client.predict(handle_file(str(ZH_CLIP)), "auto", api_name="/transcribe")
 
-    assert status.startswith("Language: zh")
+    assert status.startswith("Language: zh (")
+    assert "%)" in status
     assert char_error_rate(REFERENCES[ZH_CLIP], transcript) <= 0.2
 
 
@@ -60,3 +62,18 @@ def test_noise_shows_translated_no_speech_error(voice_app: str, tmp_path: Path) 
     with pytest.raises(AppError) as caught:
         client.predict(handle_file(str(noise)), "ui", api_name="/transcribe")
     assert "没有检测到语音" in str(caught.value)
+
+
+def test_failed_transcription_clears_old_transcript(voice_app: str, tmp_path: Path) -> None:
+    noise = write_wav(tmp_path / "noise.wav", np.random.default_rng(12).normal(0, 0.2, 16_000 * 3).astype(np.float32))
+    client = Client(voice_app + "/", verbose=False, headers={"Accept-Language": "zh-CN"})
+    _, transcript, _ = client.predict(handle_file(str(ZH_CLIP)), "ui", api_name="/transcribe")
+    assert transcript
+
+    job = client.submit(handle_file(str(noise)), "ui", api_name="/transcribe")
+    with pytest.raises(AppError):
+        job.result()
+
+    status, transcript, _ = job.outputs()[-1]
+    assert transcript == ""
+    assert "没有检测到语音" in status

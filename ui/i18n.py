@@ -141,6 +141,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "Language: {detected} ({probability}) · audio {duration} s · transcribed in {seconds} s",
         "zh-CN": "语言：{detected}（{probability}）· 音频 {duration} 秒 · 转写用时 {seconds} 秒",
     },
+    "voice.status.done_set": {
+        "en": "Language: {code} (set, not detected) · audio {duration} s · transcribed in {seconds} s",
+        "zh-CN": "语言：{code}（已指定，未检测）· 音频 {duration} 秒 · 转写用时 {seconds} 秒",
+    },
     "voice.status.stopped_early": {
         "en": "Transcription stopped at its time limit; the end of the recording is missing.",
         "zh-CN": "转写达到时间上限后停止，录音结尾部分未转写。",

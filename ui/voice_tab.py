@@ -59,16 +59,18 @@ def status_text(status: TranscriptionStatus, language: str) -> str:
     return translate(f"voice.status.{status.state}", language)
 
 
-def summary_text(transcript: Transcript, language: str) -> str:
-    """Format the line under the transcript: detected language, audio length and processing time."""
-    text = translate(
-        "voice.status.done",
-        language,
-        detected=transcript.language,
-        probability=f"{transcript.language_probability:.0%}",
-        duration=f"{transcript.duration:.1f}",
-        seconds=f"{transcript.processing_seconds:.1f}",
-    )
+def summary_text(transcript: Transcript, language: str, *, language_set: bool = False) -> str:
+    """Format the line under the transcript: language, audio length and processing time.
+
+    A language that was set rather than detected is shown without Whisper's
+    detection probability, which is meaningless then.
+    """
+    figures = {"duration": f"{transcript.duration:.1f}", "seconds": f"{transcript.processing_seconds:.1f}"}
+    if language_set:
+        text = translate("voice.status.done_set", language, code=transcript.language, **figures)
+    else:
+        probability = f"{transcript.language_probability:.0%}"
+        text = translate("voice.status.done", language, detected=transcript.language, probability=probability, **figures)
     if transcript.stopped_early:
         text += " " + translate("voice.status.stopped_early", language)
     return text
@@ -125,7 +127,8 @@ class VoiceHandlers:
             raise user_error(translate("voice.need_audio", language))
         recent = list(recent or [])
 
-        updates = transcribe_with_status(self.transcriber(language), path, whisper_language(choice, language), language)
+        whisper_code = whisper_language(choice, language)
+        updates = transcribe_with_status(self.transcriber(language), path, whisper_code, language)
         try:
             async for update in updates:
                 if isinstance(update, str):
@@ -133,10 +136,11 @@ class VoiceHandlers:
                     continue
                 recent = [Recording(path, update.text, time.time()), *recent][:MAX_RECENT]
                 picker = gr.update(choices=[(item.choice_label(), index) for index, item in enumerate(recent)], value=None)
-                yield summary_text(update, language), update.text, recent, picker
-        except gr.Error:
-            # Clear the last progress line, so "Transcribing…" does not stay beside the error.
-            yield "", gr.skip(), gr.skip(), gr.skip()
+                yield summary_text(update, language, language_set=whisper_code is not None), update.text, recent, picker
+        except gr.Error as error:
+            # Show the error in place of the progress line, and clear the transcript so that
+            # "Send to chat" cannot send the previous recording's text.
+            yield str(error.message), "", gr.skip(), gr.skip()
             raise
 
     def replay(self, index: int | None, recent: list[Recording] | None) -> tuple[Any, Any]:
