@@ -74,3 +74,16 @@ async def test_unreadable_recording_logs_one_line_without_traceback(
     assert records[0].exc_info is None
     assert "notes.wav" in records[0].getMessage()
 
+
+
+async def test_chat_message_over_limit_prints_no_traceback() -> None:
+    from ui.chat_tab import ChatHandlers
+
+    handlers = ChatHandlers(UIServices(router=services().router, max_prompt_chars=10))
+
+    with pytest.raises(gr.Error) as caught:
+        chat = handlers.chat({"text": "x" * 11, "files": []}, [], "echo", "", 0.7, 1.0, 256, request())
+        [update async for update in chat]
+
+    assert caught.value.print_exception is False
+    assert "11" in caught.value.message

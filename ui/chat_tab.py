@@ -25,7 +25,7 @@ from backends.errors import InvalidInputError, ParleyError
 from backends.types import ChatRequest, ImagePart, Message, ModelInfo, Part, SamplingParams, TextPart
 from ui.formatting import escape_html, text_block, unescape_html
 from ui.history import FileRef, Turn, last_user_index, normalize_history
-from ui.i18n import label, language_from_request, translate
+from ui.i18n import label, language_from_request, translate, user_error
 from ui.reply import Reply
 from ui.sampling import SamplingControls, build_sampling_controls, to_params
 from ui.services import UIServices
@@ -111,12 +111,12 @@ class ChatHandlers:
                 text = f"{text}\n\n{pasted}" if text else pasted
                 continue
             if self.services.image_pipeline is None:
-                raise gr.Error(translate("input.image_unsupported_here", language))
+                raise user_error(translate("input.image_unsupported_here", language))
             images.append(FileRef(path=path, mime=mimetypes.guess_type(path)[0]))
 
         limit = self.services.max_prompt_chars
         if len(text) > limit:
-            raise gr.Error(translate("input.too_long", language, chars=len(text), limit=limit))
+            raise user_error(translate("input.too_long", language, chars=len(text), limit=limit))
         return text, images
 
     # Building the request.
@@ -295,7 +295,7 @@ class ChatHandlers:
         new_text = unescape_html(edit_data.value if isinstance(edit_data.value, str) else _message_parts(edit_data.value)[0])
         limit = self.services.max_prompt_chars
         if len(new_text) > limit:
-            raise gr.Error(translate("input.too_long", language, chars=len(new_text), limit=limit))
+            raise user_error(translate("input.too_long", language, chars=len(new_text), limit=limit))
 
         # Keep the message's files and replace its text. The edit box contains
         # the displayed text, with joiners where it showed tags and none in
