@@ -37,7 +37,7 @@ AudioSource = str | os.PathLike[str] | bytes | BinaryIO
 
 @dataclass(frozen=True, slots=True)
 class DecodedAudio:
-    """A recording resampled for Whisper, with what the container said about it."""
+    """A recording resampled for Whisper, with its source rate, channels, codec, container and stated duration."""
 
     samples: npt.NDArray[np.float32]
     source_rate: int
