@@ -41,3 +41,29 @@ def open_page(url: str, *, locale: str) -> Iterator[Any]:
         finally:
             context.close()
             browser.close()
+
+
+def send_message(page: Any, text: str, *, wait_for_echo: bool = True) -> None:
+    """Type `text` into the chat input and press Enter.
+
+    Checks that the box contains the text before Enter, so a failure tells a
+    lost keystroke apart from a lost message. With `wait_for_echo`, waits
+    until the chat shows one more user message, and on a timeout reports
+    what the input box and the toasts hold.
+    """
+    expect = pytest.importorskip("playwright.sync_api").expect
+    box = page.locator("#parley-input textarea")
+    user_messages = page.locator("[data-testid=user]")
+    count_before = user_messages.count()
+
+    box.fill(text)
+    expect(box).to_have_value(text)
+    box.press("Enter")
+
+    if not wait_for_echo:
+        return
+    try:
+        expect(user_messages).to_have_count(count_before + 1, timeout=20_000)
+    except AssertionError as error:
+        toasts = page.locator(".toast-body").all_inner_texts()
+        raise AssertionError(f"the chat shows no new user message after Enter; the input box contains {box.input_value()!r}, toasts: {toasts}") from error

@@ -8,20 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.browser.support import CHROMIUM, CHROMIUM_ARGS, open_page, send_message
 from tests.ui_support import scripted_config, serve_parley
 
 pytestmark = pytest.mark.browser
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 HOSTILE_PROMPT = '<b>粗体</b><img src=x onerror="window.__parleyXss=1"><script>window.__parleyXss=2</script>'
 HOSTILE_REPLY = 'Reply with <img src=y onerror="window.__parleyXss=3"> and <script>window.__parleyXss=4</script> as text.'
@@ -43,32 +33,15 @@ def app_url() -> Iterator[str]:
 
 @pytest.fixture
 def page(app_url: str) -> Iterator[object]:
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed; run `make system-packages`")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(locale="zh-CN")
-        page = context.new_page()
+    with open_page(app_url + "/", locale="zh-CN") as page:
         dialogs: list[str] = []
         page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-        page.dialogs = dialogs  # type: ignore[attr-defined]
-        # Other tabs poll the server, so the network never goes idle; wait for the input instead.
-        page.goto(app_url + "/", wait_until="load")
-        page.locator("#parley-input textarea").wait_for(timeout=30_000)
+        page.dialogs = dialogs
         yield page
-        context.close()
-        browser.close()
 
 
 def visible(text: str) -> str:
     return text.replace("\u2060", "")
-
-
-def send(page: object, text: str) -> None:
-    box = page.locator("#parley-input textarea")  # type: ignore[attr-defined]
-    box.fill(text)
-    box.press("Enter")
 
 
 def test_chat_streams_reply_in_chinese_and_renders_html_as_text(page: object) -> None:
@@ -78,7 +51,7 @@ def test_chat_streams_reply_in_chinese_and_renders_html_as_text(page: object) ->
     # Labels follow the browser language.
     expect(page.locator("#parley-stop")).to_have_text("停止")  # type: ignore[attr-defined]
 
-    send(page, HOSTILE_PROMPT)
+    send_message(page, HOSTILE_PROMPT)
 
     expect(chatbot).to_contain_text("as text.", timeout=20_000)
     expect(chatbot).to_contain_text("首字", timeout=20_000)
@@ -101,7 +74,7 @@ def test_stop_keeps_partial_reply_marked_stopped(page: object) -> None:
     expect = pytest.importorskip("playwright.sync_api").expect
     chatbot = page.locator("#parley-chatbot")  # type: ignore[attr-defined]
 
-    send(page, "请慢慢说")
+    send_message(page, "请慢慢说")
     expect(chatbot).to_contain_text("词5 ", timeout=20_000)
     page.locator("#parley-stop").click()  # type: ignore[attr-defined]
 
@@ -119,7 +92,7 @@ def test_stop_keeps_partial_reply_marked_stopped(page: object) -> None:
 def test_edit_box_shows_text_as_typed_and_resends(page: object) -> None:
     expect = pytest.importorskip("playwright.sync_api").expect
     chatbot = page.locator("#parley-chatbot")  # type: ignore[attr-defined]
-    send(page, "问题 <b>一</b>")
+    send_message(page, "问题 <b>一</b>")
     expect(chatbot).to_contain_text("首字", timeout=20_000)
 
     chatbot.locator("button[aria-label=Edit], button[aria-label=编辑]").last.click()

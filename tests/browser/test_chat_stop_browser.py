@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.support import open_page
+from tests.browser.support import open_page, send_message
 from tests.ui_support import scripted_config, serve_parley
 
 pytestmark = pytest.mark.browser
@@ -34,19 +34,13 @@ def page(app_url: str) -> Iterator[Any]:
         yield page
 
 
-def send(page: Any, text: str) -> None:
-    box = page.locator("#parley-input textarea")
-    box.fill(text)
-    box.press("Enter")
-
-
 def test_early_stops_show_no_error(page: Any) -> None:
     # A slowed-down page makes Stop overlap the reply's first update, as on a
     # busy machine; at full speed the race is lost only now and then.
     page.context.new_cdp_session(page).send("Emulation.setCPUThrottlingRate", {"rate": 8})
     errors_after_stop: dict[int, int] = {}
     for delay_ms in (0, 100, 200, 300):
-        send(page, f"你好 {delay_ms}")
+        send_message(page, f"你好 {delay_ms}", wait_for_echo=False)
         page.wait_for_timeout(delay_ms)
         page.locator("#parley-stop").click()
         page.wait_for_timeout(4000)
@@ -63,7 +57,7 @@ def test_stop_while_waiting_shows_no_error_and_allows_retry(page: Any) -> None:
     expect = pytest.importorskip("playwright.sync_api").expect
     chatbot = page.locator("#parley-chatbot")
 
-    send(page, "你好")
+    send_message(page, "你好")
     expect(chatbot).to_contain_text("正在等待", timeout=20_000)
     page.locator("#parley-stop").click()
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from multimodal.transcript_text import to_simplified
-from tests.browser.test_chat_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.support import CHROMIUM, CHROMIUM_ARGS
 from tests.speech_support import EN_JFK, REFERENCES, ZH_CLIP, char_error_rate, error_rate
 from tests.ui_support import scripted_config, serve_parley
 
