@@ -20,6 +20,7 @@ from ui.chat_tab import build_chat_tab
 from ui.i18n import I18N, label
 from ui.preset_picker import attach_to_chat_tab
 from ui.services import UIServices
+from ui.settings import UISettings
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,21 @@ def _find_builder(module_name: str, function_name: str) -> object | None:
     return builder
 
 
+# Gradio 6.31 runs at most `Blocks.max_threads` queued events at once (40 by
+# default), whatever their concurrency limits, and uses the same number as its
+# thread limit for sync handlers. These slots are for the other tabs' events.
+OTHER_EVENT_SLOTS = 40
+
+
+def queue_slots(settings: UISettings) -> int:
+    """Return how many queued events may run at once: the chat's limit plus `OTHER_EVENT_SLOTS`.
+
+    Without a chat limit, the queue's max size bounds the chat events instead.
+    """
+    chat_events = settings.concurrency_limit or settings.queue_max_size
+    return chat_events + OTHER_EVENT_SLOTS
+
+
 def build_blocks(services: UIServices) -> gr.Blocks:
     """Build the page with the Chat tab and every optional tab whose module exists."""
     with gr.Blocks(title="Parley", analytics_enabled=False, fill_height=False) as blocks:
@@ -71,12 +87,14 @@ def mount_ui(app: FastAPI, services: UIServices, *, path: str = "/") -> gr.Block
     """Build the page, set up its queue and mount it on `app` at `path`.
 
     Run history and the monitoring dashboard are off (chats are private),
-    the footer has no share or runs link, and uploads are capped at
-    `[ui] max_file_size_mb`.
+    the footer has no share or runs link, uploads are capped at
+    `[ui] max_file_size_mb`, and the queue runs `queue_slots()` events at once.
     """
     settings = services.settings
     blocks = build_blocks(services)
     app.add_middleware(ChineseLocaleMiddleware, path=path)
+    # Set before queue(), which sizes the queue's job slots from it.
+    blocks.max_threads = queue_slots(settings)
     blocks.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
     gr.mount_gradio_app(
         app,
