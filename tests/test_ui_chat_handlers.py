@@ -215,6 +215,44 @@ async def test_updates_are_paced_for_fast_streams() -> None:
     assert answer_text(updates[-1][0]) == text
 
 
+async def test_first_update_carries_first_token() -> None:
+    handlers, _ = make_handlers(replies=[{"text": "quick answer"}], interval_ms=60)
+
+    updates = await send(handlers, "go")
+
+    # No update with only the waiting state comes before a token that is already there.
+    first, _ = updates[0]
+    assert answer_text(first) != ""
+    assert first[0]["content"][0]["text"] == "go"
+
+
+async def test_slow_first_token_shows_waiting_state_first() -> None:
+    handlers, _ = make_handlers(replies=[{"text": "late answer"}], first_token_delay=0.5, interval_ms=20)
+
+    updates = await send(handlers, "go")
+
+    first, _ = updates[0]
+    assert first[0]["content"][0]["text"] == "go"
+    assert answer_text(first) == ""
+    assert status_block(first)["metadata"] == {"title": "Waiting for scripted-echo…", "status": "pending"}
+    assert answer_text(updates[-1][0]) == "late answer"
+
+
+async def test_update_budget_spaces_updates_of_replies() -> None:
+    text = " ".join(f"w{i}" for i in range(100))
+    handlers, _ = make_handlers(replies=[{"text": text}], chunk_delay=0.005, interval_ms=20)
+    handlers.load.max_updates_per_second = 0.1
+
+    # Replies sharing 0.1 updates per second wait at least 10 s between updates,
+    # far longer than 100 tokens take: one update with the first token, then the end.
+    results = await asyncio.gather(*(send(handlers, f"go {number}") for number in range(4)))
+
+    for updates in results:
+        assert len(updates) == 2
+        assert answer_text(updates[-1][0]) == text
+    assert handlers.load.active == 0
+
+
 async def test_reply_cut_at_max_tokens_says_so() -> None:
     handlers, _ = make_handlers(replies=[{"text": "one two three four five"}])
 

@@ -29,7 +29,7 @@ from ui.i18n import label, language_from_request, translate, user_error
 from ui.reply import Reply
 from ui.sampling import SamplingControls, build_sampling_controls, to_params
 from ui.services import UIServices
-from ui.streaming import paced
+from ui.streaming import StreamLoad, paced
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ class ChatHandlers:
     def __init__(self, services: UIServices) -> None:
         self.services = services
         self.settings = services.settings
+        self.load = StreamLoad(services.settings.max_updates_per_second)
         self._active: OrderedDict[str, Reply] = OrderedDict()
 
     # Input checks.
@@ -176,17 +177,22 @@ class ChatHandlers:
         language = language_from_request(request)
         session = getattr(request, "session_hash", None) or ""
         reply = Reply(model=model, language=language)
-        yield history + reply.messages()
 
         # Every update re-sends and diffs the whole history, so a long chat
-        # gets at most 10 updates per second.
-        interval = self.settings.stream_interval_ms / 1000
-        if interval and len(history) >= LONG_CHAT_MESSAGES:
-            interval = max(interval, LONG_CHAT_INTERVAL_S)
+        # gets at most 10 updates per second, and many replies at once get
+        # fewer each (StreamLoad).
+        least_interval = self.settings.stream_interval_ms / 1000
+        if least_interval and len(history) >= LONG_CHAT_MESSAGES:
+            least_interval = max(least_interval, LONG_CHAT_INTERVAL_S)
         stopped = False
         try:
+            turns = normalize_history(history)
+            if any(turn.files for turn in turns):
+                # Reading and fitting images may take a while, so the waiting state shows first.
+                # Without images, `paced()` sends the first update with the first token.
+                yield history + reply.messages()
             chat_request = ChatRequest(
-                messages=await self._messages(normalize_history(history), options.system_prompt),
+                messages=await self._messages(turns, options.system_prompt),
                 model=model,
                 params=options.params,
                 bypass_cache=bypass_cache,
@@ -199,10 +205,11 @@ class ChatHandlers:
                 self._active.popitem(last=False)
 
             stream = self.services.router.stream(chat_request)
-            ticks = paced(stream, reply.apply, interval=interval, heartbeat=self.settings.heartbeat_s)
-            async with contextlib.aclosing(ticks):
-                async for _ in ticks:
-                    yield history + reply.messages()
+            ticks = paced(stream, reply.apply, interval=lambda: self.load.interval(least_interval), heartbeat=self.settings.heartbeat_s)
+            with self.load.streaming():
+                async with contextlib.aclosing(ticks):
+                    async for _ in ticks:
+                        yield history + reply.messages()
             if reply.state in ("waiting", "streaming"):
                 # A stream that ends without Finished was cut short.
                 reply.stop()

@@ -22,6 +22,14 @@ class UISettings(StrictModel):
         ge=0,
         description="Least milliseconds between two streamed updates of one reply; later tokens are batched.",
     )
+    max_updates_per_second: float = Field(
+        default=200.0,
+        gt=0,
+        description=(
+            "Maximum streamed updates per second across all chat replies together. "
+            "With more replies at once, each one updates less often than stream_interval_ms."
+        ),
+    )
     heartbeat_s: float = Field(
         default=1.0,
         gt=0,
