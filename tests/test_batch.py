@@ -12,7 +12,7 @@ import pytest
 from backends.errors import ConfigError
 from backends.types import SamplingParams
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
-from tests.workbench_support import openai_router, scripted_router
+from tests.workbench_support import layered_router, openai_router, scripted_router
 from workbench.batch import BatchSettings, JobManager, base_spec, make_plan, parse_grid_values
 from workbench.errors import GridError, GridTooLargeError, JobNotFoundError, NoModelError
 from workbench.export import batch_to_csv, batch_to_jsonl
@@ -85,6 +85,44 @@ async def test_failed_rows_are_recorded_and_job_goes_on() -> None:
     assert all("upstream busy" in (row.error or "") for row in failed)
     assert all(row.matches_expected is None for row in failed)
     assert sum(1 for row in job.rows() if row.status == "ok") == 8
+
+
+async def test_failed_chain_counts_as_failed_not_canned() -> None:
+    # The default fallback settings end a failed chain in the canned reply; a batch run must not.
+    router, backend = layered_router(
+        models=[{"name": "m"}],
+        replies=[{"match": "E503", "error": "overloaded", "error_message": "upstream busy"}, {"text": "4"}],
+    )
+    rows = (PromptRow("1", "What is 2+2?", "4"), PromptRow("2", "E503 failing", "sorry"))
+    settings = BatchSettings()
+    manager = JobManager(router, settings)
+
+    try:
+        job = manager.submit(plan_for(rows, ["m"], settings))
+        await manager.wait(job.id)
+    finally:
+        await router.aclose()
+
+    assert job.done == 2
+    assert job.failed == 1
+    assert manager.progress(job).failed == 1
+    answered, failed = job.rows()
+    assert answered.status == "ok"
+    assert answered.matches_expected is True
+    assert failed.status == "error"
+    assert failed.error_code == "overloaded"
+    assert "upstream busy" in (failed.error or "")
+    assert failed.output == ""
+    assert failed.matches_expected is None
+    assert "canned-reply" not in failed.served_by
+    assert [request.allow_canned_reply for request in backend.received] == [False, False]
+
+    exported_csv = list(csv.DictReader(io.StringIO(batch_to_csv(job.rows()).removeprefix("\ufeff"))))
+    exported_jsonl = [json.loads(line) for line in batch_to_jsonl(job.rows()).splitlines()]
+    assert [row["status"] for row in exported_csv] == ["ok", "error"]
+    assert exported_csv[1]["error_code"] == "overloaded"
+    assert exported_jsonl[1]["status"] == "error"
+    assert exported_jsonl[1]["error_code"] == "overloaded"
 
 
 async def test_unknown_model_fails_rows_not_job() -> None:

@@ -9,12 +9,14 @@ import json
 
 import pytest
 
-from backends.types import ImagePart, SamplingParams
+from backends.layers import messages
+from backends.layers.fallback import CANNED_BACKEND, CANNED_MODEL
+from backends.types import Finished, ImagePart, SamplingParams, TextDelta
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
-from tests.workbench_support import openai_router, scripted_router
+from tests.workbench_support import layered_router, openai_router, scripted_router
 from workbench.compare import CompareInputError, CompareRun, Pane, PaneSnapshot, spread
 from workbench.export import compare_to_csv, compare_to_json, compare_to_markdown
-from workbench.runner import RunSpec
+from workbench.runner import RunRecorder, RunSpec
 
 
 def two_models(**extra: object) -> dict[str, object]:
@@ -97,6 +99,46 @@ async def test_compare_failed_pane_keeps_others() -> None:
     assert [run.error_code for run in snapshot[1].runs] == ["overloaded", "overloaded"]
     assert snapshot[1].spread("tokens") is None
     assert snapshot[0].text == "fine"
+
+
+async def test_compare_failed_chain_is_error_not_canned() -> None:
+    # The default fallback settings end a failed chain in the canned reply; a compare pane must not.
+    router, backend = layered_router(models=[{"name": "bad"}], replies=[{"error": "overloaded"}])
+    panes = [Pane("bad", RunSpec("bad")), Pane("bad again", RunSpec("bad"))]
+    run = CompareRun(router, "hi", panes, language="zh-CN")
+
+    try:
+        snapshot = await final(run)
+    finally:
+        await router.aclose()
+
+    latest = snapshot[0].latest
+    assert latest is not None
+    assert not latest.ok
+    assert latest.error_code == "overloaded"
+    assert snapshot[0].text == ""
+    assert [request.allow_canned_reply for request in backend.received] == [False, False]
+    exported = json.loads(compare_to_json(run.report()))
+    assert exported["panes"][0]["runs"][0]["error_code"] == "overloaded"
+    assert exported["panes"][0]["runs"][0]["text"] == ""
+
+
+def test_canned_reply_seen_by_recorder_is_failed_run() -> None:
+    ticks = iter([0.0, 0.5, 1.0])
+    recorder = RunRecorder(clock=lambda: next(ticks))
+
+    recorder.record(TextDelta(messages.text("canned_reply", "en")))
+    recorder.record(Finished(reason="stop", backend=CANNED_BACKEND, model=CANNED_MODEL, failures=("m: 503 ×2",)))
+    result = recorder.result()
+
+    assert not result.ok
+    assert result.error_code == "canned_reply"
+    assert "m: 503 ×2" in (result.error or "")
+    assert result.text == ""
+    assert result.ttft_s is None
+    assert result.tokens == 0
+    assert result.finish_reason == "error"
+    assert result.served_by == "parley/canned-reply after m: 503 ×2"
 
 
 async def test_compare_streams_panes_concurrently() -> None:

@@ -58,6 +58,16 @@ def test_error_without_params_reads_in_language(code: str, language: str) -> Non
     assert message == STRINGS[f"error.{code}"][language]
 
 
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_canned_reply_error_names_failures(language: str) -> None:
+    error = errors.CannedReplyError("no model answered", failures="m: 503 ×2")
+
+    message = translate_error(error, language)
+
+    assert "m: 503 ×2" in message
+    assert message == STRINGS["error.canned_reply+failures"][language].format(failures="m: 503 ×2")
+
+
 def test_empty_preset_name_reads_in_chinese(tmp_path: Path) -> None:
     store = PresetStore.from_settings(PresetsSettings(data_dir=tmp_path))
 

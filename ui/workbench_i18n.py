@@ -315,6 +315,14 @@ WORKBENCH_STRINGS: dict[str, dict[str, str]] = {
         "en": "There is no job {job_id}. Check the id; finished jobs are kept until the server restarts or newer jobs replace them.",
         "zh-CN": "找不到任务 {job_id}。请检查编号；已结束的任务会保留到服务器重启或被更新的任务替换为止。",
     },
+    "error.canned_reply": {
+        "en": "No model answered: the fallback chain ended in the canned reply, which is not counted as an answer. Retry later or pick another model.",
+        "zh-CN": "没有模型给出回答：回退链最终返回了预设的致歉回复，不计为模型的回答。请稍后重试，或换一个模型。",
+    },
+    "error.canned_reply+failures": {
+        "en": "No model answered ({failures}): the fallback chain ended in the canned reply, which is not counted as an answer. Retry later or pick another model.",
+        "zh-CN": "没有模型给出回答（{failures}）：回退链最终返回了预设的致歉回复，不计为模型的回答。请稍后重试，或换一个模型。",
+    },
     "error.compare_invalid": {
         "en": "The compare run cannot start. Use 2 to 4 panes with a model each, 1 to 20 runs per pane and a non-empty prompt.",
         "zh-CN": "无法开始对比。请使用 2 到 4 栏并为每栏选择模型，每栏运行 1 到 20 次，并填写提示词。",

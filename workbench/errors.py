@@ -1,4 +1,4 @@
-"""Errors the workbench raises for input a user can correct.
+"""Errors the workbench raises for input a user can correct, and for a run no model answered.
 
 Each class has its own `code`, so the UI can show a translated message
 built from `params`; the English text is for logs.
@@ -6,7 +6,7 @@ built from `params`; the English text is for logs.
 
 from __future__ import annotations
 
-from backends.errors import ConfigError, InputTooLargeError, InvalidInputError, NotFoundError
+from backends.errors import ConfigError, InputTooLargeError, InvalidInputError, NotFoundError, RetryableError
 
 
 class PresetFileError(ConfigError):
@@ -79,3 +79,13 @@ class GridTooLargeError(InvalidInputError):
 class JobNotFoundError(NotFoundError):
     code = "batch_job_not_found"
     fix = "Check the job id; finished jobs are kept until the server restarts or newer jobs replace them."
+
+
+class CannedReplyError(RetryableError):
+    """A run that the fallback chain answered with the canned reply, so no model answered it.
+
+    `params["failures"]` lists what failed before, as the served-by line shows it.
+    """
+
+    code = "canned_reply"
+    fix = "Retry later or pick another model; the canned reply is not the model's answer."

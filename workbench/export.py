@@ -24,7 +24,7 @@ from workbench.runner import RunResult
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 RUN_FIELDS = ("text", "reasoning", "ttft_s", "total_s", "tokens", "tokens_estimated", "tokens_per_s",
-              "chars", "served_by", "cached", "finish_reason", "error", "ignored_params")
+              "chars", "served_by", "cached", "finish_reason", "error", "error_code", "ignored_params")
 
 
 def neutralise_formula(value: Any) -> Any:

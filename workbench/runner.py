@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from backends.errors import ImageNotSupportedError, ParleyError
+from backends.layers.fallback import CANNED_BACKEND, CANNED_MODEL
 from backends.router import Router
 from backends.types import (
     ChatRequest,
@@ -21,6 +22,7 @@ from backends.types import (
     TextPart,
     Usage,
 )
+from workbench.errors import CannedReplyError
 from workbench.presets import split_ignored
 
 logger = logging.getLogger(__name__)
@@ -88,7 +90,11 @@ def build_request(
     Raises NotFoundError for a model the router does not serve, and
     ImageNotSupportedError for images sent to a model without vision. That
     check comes first because a fallback chain would otherwise answer for
-    the model being measured, or end in the canned reply.
+    the model being measured.
+
+    The request turns the canned reply off: a run measures a model, so a
+    chain that fails everywhere must end in its error (such as overloaded),
+    not in an apology that would count as the model's answer.
     """
     info = router.info(spec.model)
     if images and not info.capabilities.vision:
@@ -99,7 +105,12 @@ def build_request(
     if spec.system_prompt.strip():
         messages.insert(0, Message.text("system", spec.system_prompt))
     request = ChatRequest(
-        messages=tuple(messages), model=spec.model, params=params, bypass_cache=bypass_cache, language=language
+        messages=tuple(messages),
+        model=spec.model,
+        params=params,
+        bypass_cache=bypass_cache,
+        language=language,
+        allow_canned_reply=False,
     )
     return request, dropped
 
@@ -140,6 +151,23 @@ class RunRecorder:
             self.served_by = event.served_by
             self.cached = event.cached
             self.finish_reason = event.reason
+            if event.backend == CANNED_BACKEND and event.model == CANNED_MODEL:
+                self._reject_canned_reply(event)
+
+    def _reject_canned_reply(self, event: Finished) -> None:
+        """Record a canned reply as a failed run and drop its text, which no model wrote.
+
+        `build_request` turns the canned reply off, so this only runs for a
+        request built elsewhere or a layer that ignores the flag.
+        """
+        failures = ", ".join(event.failures) or "no model"
+        self.text = ""
+        self.reasoning = ""
+        self.first_token_at = None
+        self.chunks = 0
+        self.reported_tokens = None
+        self.fail(CannedReplyError(f"no model answered, the fallback chain ended in the canned reply after {failures}",
+                                   failures=failures))
 
     def fail(self, error: ParleyError) -> None:
         self.error = error
