@@ -37,7 +37,12 @@ class ImageTruncatedError(ImageCorruptError):
 
 
 class ImageTooManyPixelsError(InputTooLargeError):
-    """The header claims more pixels than `images.max_pixels`; nothing was decoded."""
+    """The image has more pixels than `images.max_pixels`, or than Pillow's own guard allows.
+
+    The header check runs before anything is decoded. Pillow's guard may
+    also trip later (a GIF frame larger than its canvas), and the error then has
+    `over_megapixels` in place of the size.
+    """
 
     code = "image_too_many_pixels"
     fix = "Send a smaller image, or raise images.max_pixels in the config."
@@ -82,6 +87,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     "image_too_many_pixels": {
         "en": "The image has {megapixels} megapixels; the limit is {max_megapixels} megapixels. Send a smaller image.",
         "zh-CN": "图片有 {megapixels} 百万像素，超过了 {max_megapixels} 百万像素的上限。请发送更小的图片。",
+    },
+    # The variant for Pillow's guard tripping on a size no header states, so only a lower bound is known.
+    "image_too_many_pixels+over_megapixels": {
+        "en": "The image has more than {over_megapixels} megapixels; the limit is {max_megapixels} megapixels (images.max_pixels). Send a smaller image.",
+        "zh-CN": "图片超过 {over_megapixels} 百万像素，超过了 {max_megapixels} 百万像素的上限（images.max_pixels）。请发送更小的图片。",
     },
     "image_file_too_large": {
         "en": "The file is {size_mb} MB; the limit is {limit_mb} MB. Send a smaller file.",

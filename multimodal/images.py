@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import struct
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 # Pillow itself refuses to open anything above twice Image.MAX_IMAGE_PIXELS
 # (2 × 89,478,485 in Pillow 10-12), so a configured limit above that could never apply.
 _PILLOW_HARD_PIXEL_LIMIT = 2 * (Image.MAX_IMAGE_PIXELS or 89_478_485)
+_OVER_PILLOW_LIMIT_FIX = f"Send a smaller image; images.max_pixels cannot be raised above {_PILLOW_HARD_PIXEL_LIMIT}."
 
 # A JPEG may decode up to 10% below the model's long side when that lets libjpeg
 # use the next coarser scale: a 6000x4000 photo then decodes at 1500x1000 for a
@@ -176,7 +178,7 @@ def prepare_image(data: bytes, limits: ImageLimits) -> PreparedImage:
     started = time.perf_counter()
     _check_upload_size(data, limits)
 
-    with _open(data) as image:
+    with _open(data, limits) as image:
         source_format = image.format or "unknown"
         source_mode = image.mode
         source_size = image.size
@@ -188,7 +190,7 @@ def prepare_image(data: bytes, limits: ImageLimits) -> PreparedImage:
         _check_pixels(image.size, limits)
 
         first_frame_only = bool(getattr(image, "is_animated", False))
-        _load(image, data, source_format)
+        _load(image, data, source_format, limits)
 
         # Read after load(): PNG text and EXIF chunks may follow the image data.
         metadata = _metadata_labels(image)
@@ -284,20 +286,81 @@ def _check_upload_size(data: bytes, limits: ImageLimits) -> None:
     )
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes, limits: ImageLimits) -> Image.Image:
     """Open `data` lazily (header only) with the accepted decoders, or raise an error naming what the file is."""
     try:
         return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise ImageTooManyPixelsError(
-            f"the image has more than {_PILLOW_HARD_PIXEL_LIMIT} pixels",
-            megapixels=f">{_PILLOW_HARD_PIXEL_LIMIT / 1e6:.1f}",
-            max_megapixels=f"{_PILLOW_HARD_PIXEL_LIMIT / 1e6:.1f}",
-        ) from exc
+        raise _over_pillow_limit(data, limits) from exc
     except UnidentifiedImageError as exc:
         raise _unreadable(data, exc) from exc
     except _DECODE_ERRORS as exc:
         raise _unreadable(data, exc) from exc
+
+
+def _over_pillow_limit(data: bytes, limits: ImageLimits) -> ImageTooManyPixelsError:
+    """Build the error for an image that Pillow's own pixel guard rejected at open, with its real size.
+
+    Pillow's guard (`_PILLOW_HARD_PIXEL_LIMIT`) stays as the backstop, but
+    its limit is not the configured one, so the message names the file's
+    size and `images.max_pixels` instead.
+    """
+    header = _header_without_guard(data)
+    if header is None or header[1][0] * header[1][1] <= _PILLOW_HARD_PIXEL_LIMIT:
+        # The guard tripped on a size the header does not state, such as a
+        # GIF frame larger than its canvas.
+        return _over_pillow_limit_late(limits)
+
+    image_format, (width, height) = header
+    # A JPEG's configured limit applies after reduced-scale decoding, but
+    # Pillow rejects it before that, so the limit it failed is Pillow's.
+    limit = _PILLOW_HARD_PIXEL_LIMIT if image_format in ("JPEG", "MPO") else limits.max_pixels
+    return ImageTooManyPixelsError(
+        f"the image is {width}x{height} = {width * height} pixels, over the limit of {limit}",
+        fix=_OVER_PILLOW_LIMIT_FIX,
+        width=width,
+        height=height,
+        megapixels=f"{width * height / 1e6:.1f}",
+        max_megapixels=f"{limit / 1e6:.1f}",
+    )
+
+
+def _over_pillow_limit_late(limits: ImageLimits) -> ImageTooManyPixelsError:
+    """Build the error for Pillow's pixel guard tripping after the header: only "more than" is known."""
+    return ImageTooManyPixelsError(
+        f"the image has more than {_PILLOW_HARD_PIXEL_LIMIT} pixels, "
+        f"over the limit of {limits.max_pixels} (images.max_pixels)",
+        fix=_OVER_PILLOW_LIMIT_FIX,
+        over_megapixels=f"{_PILLOW_HARD_PIXEL_LIMIT / 1e6:.1f}",
+        max_megapixels=f"{limits.max_pixels / 1e6:.1f}",
+    )
+
+
+def _header_without_guard(data: bytes) -> tuple[str, tuple[int, int]] | None:
+    """Read the format and size from the header with Pillow's openers, skipping its pixel guard.
+
+    Mirrors how `Image.open` picks an opener (each accepted format whose
+    `accept` test passes on the first 16 bytes) but calls the opener itself,
+    which reads only the header. Returns None when no opener can read the
+    size without tripping a guard of its own.
+    """
+    Image.init()
+    prefix = data[:16]
+    for image_format in ACCEPTED_FORMATS:
+        registered = Image.OPEN.get(image_format)
+        if registered is None:
+            continue
+        factory, accept = registered
+        # An accept test returns a str to say "this format, but unsupported here".
+        matched = accept(prefix) if accept is not None else True
+        if isinstance(matched, str) or not matched:
+            continue
+        try:
+            with factory(io.BytesIO(data), "") as image:
+                return image.format or image_format, image.size
+        except (*_DECODE_ERRORS, struct.error, Image.DecompressionBombError):
+            continue
+    return None
 
 
 def _unreadable(data: bytes, exc: Exception) -> Exception:
@@ -399,9 +462,11 @@ def _is_single_scan_jpeg(data: bytes) -> bool:
     return False
 
 
-def _load(image: Image.Image, data: bytes, source_format: str) -> None:
+def _load(image: Image.Image, data: bytes, source_format: str, limits: ImageLimits) -> None:
     try:
         image.load()
+    except Image.DecompressionBombError as exc:
+        raise _over_pillow_limit_late(limits) from exc
     except _DECODE_ERRORS as exc:
         if _is_truncated(data, source_format):
             raise ImageTruncatedError(

@@ -229,8 +229,66 @@ def test_pixel_bomb_is_rejected_from_header() -> None:
     with pytest.raises(ImageTooManyPixelsError) as caught:
         prepare_image(data, ImageLimits())
 
+    # Pillow's own guard (about 179 megapixels) trips first; the error still
+    # names the real size and the configured limit, not Pillow's.
     assert caught.value.http_status == 413
-    assert caught.value.params["megapixels"].startswith(">")
+    assert caught.value.params["width"] == 20000
+    assert caught.value.params["height"] == 20000
+    assert caught.value.params["megapixels"] == "400.0"
+    assert caught.value.params["max_megapixels"] == "50.0"
+    assert "20000x20000 = 400000000 pixels, over the limit of 50000000" in str(caught.value)
+    assert "images.max_pixels" in str(caught.value)
+
+
+def test_pixel_bomb_limit_is_configured_one() -> None:
+    data = png_header_only(20000, 20000)
+
+    with pytest.raises(ImageTooManyPixelsError) as caught:
+        prepare_image(data, ImageLimits(max_pixels=2_000_000))
+
+    assert caught.value.params["max_megapixels"] == "2.0"
+    assert "over the limit of 2000000" in str(caught.value)
+
+
+def jpeg_header_claiming(width: int, height: int) -> bytes:
+    """A small JPEG whose start-of-frame segment claims `width` x `height`."""
+    data = bytearray(encode(Image.new("L", (16, 16), 128), "JPEG"))
+    sof = data.index(b"\xff\xc0")
+    # SOF0 payload after the marker: length (2), precision (1), height (2), width (2).
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+def test_jpeg_pixel_bomb_names_pillow_limit() -> None:
+    # The configured limit counts a JPEG after reduced-scale decoding, which
+    # Pillow's guard prevents here, so the limit it failed is Pillow's.
+    data = jpeg_header_claiming(20000, 20000)
+
+    with pytest.raises(ImageTooManyPixelsError) as caught:
+        prepare_image(data, ImageLimits())
+
+    assert caught.value.params["megapixels"] == "400.0"
+    assert caught.value.params["max_megapixels"] == "179.0"
+    assert "20000x20000" in str(caught.value)
+
+
+def gif_with_frame_over_canvas(width: int, height: int) -> bytes:
+    """A 10x10 GIF whose only frame claims `width` x `height`, which Pillow finds only when it reads the frame."""
+    image = Image.new("P", (10, 10))
+    data = encode(image, "GIF")
+    descriptor = data.index(b"\x2c\x00\x00\x00\x00\x0a\x00\x0a\x00")
+    return data[: descriptor + 5] + struct.pack("<HH", width, height) + data[descriptor + 9 :]
+
+
+def test_gif_frame_over_canvas_is_pixel_error() -> None:
+    data = gif_with_frame_over_canvas(20000, 20000)
+
+    with pytest.raises(ImageTooManyPixelsError) as caught:
+        prepare_image(data, ImageLimits())
+
+    assert caught.value.params["over_megapixels"] == "179.0"
+    assert caught.value.params["max_megapixels"] == "50.0"
+    assert "images.max_pixels" in str(caught.value)
 
 
 @pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")

@@ -217,7 +217,10 @@ async def test_pixel_bomb_through_gateway_is_413(http: httpx.AsyncClient) -> Non
     response = await http.post("/chat/completions", json=body)
 
     assert response.status_code == 413
-    assert response.json()["error"]["code"] == "image_too_many_pixels"
+    error = response.json()["error"]
+    assert error["code"] == "image_too_many_pixels"
+    assert "20000x20000 = 400000000 pixels, over the limit of 50000000" in error["message"]
+    assert "178956970 pixels" not in error["message"]
 
 
 async def test_too_many_images_is_413(openai_server: FakeOpenAIServer) -> None:

@@ -16,7 +16,7 @@ from backends.registry import BackendContext
 from config import parse_config
 from multimodal.image_service import ImageService
 from multimodal.images import ImageLimits, prepare_image
-from tests.test_images import marked_upright, noisy_photo
+from tests.test_images import gif_with_frame_over_canvas, marked_upright, noisy_photo, png_header_only
 from ui.chat_tab import ChatHandlers
 from ui.image_tab import ImageHandlers, render_report
 from ui.services import UIServices
@@ -175,6 +175,46 @@ async def test_image_without_any_vision_model_says_to_add_one(tmp_path: Path, la
     assert expected in shown
     assert "none configured" not in shown
     assert answer_text(updates[-1]) == ""
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "The image has 400.0 megapixels; the limit is 50.0 megapixels."),
+        ("zh-CN", "图片有 400.0 百万像素，超过了 50.0 百万像素的上限。"),
+    ],
+)
+async def test_pixel_bomb_report_names_real_size(
+    handlers: ImageHandlers, tmp_path: Path, language: str, expected: str
+) -> None:
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header_only(20000, 20000))
+
+    preview, report, prepared = await handlers.prepare(str(path), "seer", request(language))
+
+    assert preview is None
+    assert prepared is None
+    assert expected in report
+    assert "179.0" not in report
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", "The image has more than 179.0 megapixels; the limit is 50.0 megapixels (images.max_pixels)."),
+        ("zh-CN", "图片超过 179.0 百万像素，超过了 50.0 百万像素的上限（images.max_pixels）。"),
+    ],
+)
+async def test_late_pixel_bomb_report_names_limit(
+    handlers: ImageHandlers, tmp_path: Path, language: str, expected: str
+) -> None:
+    path = tmp_path / "frame.gif"
+    path.write_bytes(gif_with_frame_over_canvas(20000, 20000))
+
+    _, report, prepared = await handlers.prepare(str(path), "seer", request(language))
+
+    assert prepared is None
+    assert expected in report
 
 
 async def test_ask_without_image_asks_for_one(handlers: ImageHandlers) -> None:
