@@ -10,6 +10,7 @@ from workbench.errors import (
     InputFileTooLargeError,
     InputFormatError,
     NoPromptColumnError,
+    UnclosedQuoteError,
 )
 from workbench.inputs import PromptRow, parse_prompts
 
@@ -165,3 +166,90 @@ def test_korean_file_stays_korean() -> None:
     parsed = parse_prompts(data, "korean.csv", max_bytes=LIMIT)
 
     assert [row.prompt for row in parsed.rows] == ["안녕하세요 반갑습니다", "오늘 날씨가 좋네요"]
+
+
+# A quote opened on line 4 and never closed: without a check, lines 5 to 7 become part of row 3's prompt.
+UNCLOSED_QUOTE_CSV = (
+    b"id,prompt,expected\n"
+    b"1,What is 2+2?,4\n"
+    b"2,,empty\n"
+    b'3,"unclosed quote, here\n'
+    b"4,=cmd|calc,x\n"
+    b"5,SLOW slow one,\n"
+    b"6,E503 failing,\n"
+)
+
+
+def test_unclosed_quote_is_rejected_with_lines() -> None:
+    with pytest.raises(UnclosedQuoteError) as caught:
+        parse_prompts(UNCLOSED_QUOTE_CSV, "batch.csv", max_bytes=LIMIT)
+
+    assert caught.value.params == {"filename": "batch.csv", "line": 4, "end_line": 7}
+    assert "line 4" in str(caught.value)
+    assert '""' in str(caught.value)
+
+
+@pytest.mark.parametrize(("data", "line", "end_line"), [
+    # Closed by the quote of a later quoted cell, which is then followed by more text.
+    (b'id,prompt,expected\n1,"runaway, here\n2,plain,x\n3,"quoted, fine",y\n4,last,z\n', 2, 4),
+    # Closed at the end of the last row, after taking in two rows.
+    (b'id,prompt,expected\n1,first,a\n2,"runaway\n3,second,b\n4,third,c"\n\n', 3, 5),
+    # Opened in the header.
+    (b'id,"prompt,expected\n1,first,a\n2,second,b\n', 1, 3),
+])  # fmt: skip
+def test_runaway_quote_is_rejected_with_lines(data: bytes, line: int, end_line: int) -> None:
+    with pytest.raises(UnclosedQuoteError) as caught:
+        parse_prompts(data, "runaway.csv", max_bytes=LIMIT)
+
+    assert caught.value.params["line"] == line
+    assert caught.value.params["end_line"] == end_line
+
+
+def test_multiline_quoted_prompts_are_kept() -> None:
+    # Line breaks, lines with as many commas as a row, and "" inside quotes are all legitimate, on the last row too.
+    data = (
+        b"id,prompt,expected\r\n"
+        b'1,"Summarise:\r\nApples, pears, plums\r\nand more",fruit\r\n'
+        b"2,plain one,x\r\n"
+        b'3,"Say ""hi"",\nthen 1,2,3",hi\r\n'
+        b'4,"Last row:\na, b, c\nd, e, f",end\r\n'
+    )
+
+    parsed = parse_prompts(data, "multiline.csv", max_bytes=LIMIT)
+
+    assert [row.row_id for row in parsed.rows] == ["1", "2", "3", "4"]
+    assert parsed.rows[0].prompt == "Summarise:\r\nApples, pears, plums\r\nand more"
+    assert parsed.rows[0].expected == "fruit"
+    assert parsed.rows[2].prompt == 'Say "hi",\nthen 1,2,3'
+    assert parsed.rows[3].prompt == "Last row:\na, b, c\nd, e, f"
+    assert parsed.rows[3].expected == "end"
+
+
+def test_two_column_multiline_prompt_at_end_is_kept() -> None:
+    data = b'prompt,expected\nfirst,a\n"Translate:\nHello, world"\n'
+
+    parsed = parse_prompts(data, "two.csv", max_bytes=LIMIT)
+
+    assert [row.prompt for row in parsed.rows] == ["first", "Translate:\nHello, world"]
+
+
+def test_doubled_quote_after_sniffed_sample_is_read() -> None:
+    # The parser sniffs only the first 8192 characters, and with no "" there the sniffer guesses doublequote off.
+    filler = b"".join(b"%d,prompt %d,x\n" % (number, number) for number in range(1, 1001))
+    data = b"id,prompt,expected\n" + filler + b'1001,"Say ""hi""\nplease",hi\n'
+
+    parsed = parse_prompts(data, "late_quotes.csv", max_bytes=LIMIT)
+
+    assert len(parsed.rows) == 1001
+    assert parsed.rows[-1].prompt == 'Say "hi"\nplease'
+    assert parsed.rows[-1].expected == "hi"
+
+
+@pytest.mark.parametrize(("data", "note"), [
+    (b"prompt\nfirst\n\n   \nsecond\n", "1 row with an empty prompt skipped"),
+    (b"prompt\nfirst\n  \n   \nsecond\n", "2 rows with an empty prompt skipped"),
+])  # fmt: skip
+def test_skipped_rows_note_uses_plural(data: bytes, note: str) -> None:
+    parsed = parse_prompts(data, "p.csv", max_bytes=LIMIT)
+
+    assert parsed.notes == (note,)

@@ -8,11 +8,13 @@ from pathlib import Path
 import pytest
 
 from tests.workbench_support import scripted_router
+from ui.batch_tab import parsed_summary
 from ui.i18n import STRINGS, translate_error
 from ui.workbench_i18n import WORKBENCH_STRINGS
 from workbench import errors
 from workbench.batch import BatchSettings, JobManager, parse_grid_values
 from workbench.compare import CompareInputError
+from workbench.inputs import ParsedInput, PromptRow
 from workbench.presets import PresetsSettings, PresetStore
 
 CODES = sorted(
@@ -66,6 +68,36 @@ def test_canned_reply_error_names_failures(language: str) -> None:
 
     assert "m: 503 ×2" in message
     assert message == STRINGS["error.canned_reply+failures"][language].format(failures="m: 503 ×2")
+
+
+def test_unclosed_quote_error_names_lines() -> None:
+    error = errors.UnclosedQuoteError("runaway quote", filename="batch.csv", line=4, end_line=7)
+
+    english = translate_error(error, "en")
+    chinese = translate_error(error, "zh-CN")
+
+    assert english.startswith("batch.csv: the quote that opens on line 4 is not closed")
+    assert "lines 4 to 7" in english
+    assert '""' in english
+    assert "第 4 行开始的引号没有在字段结尾处闭合" in chinese
+    assert "第 4 至 7 行" in chinese
+    assert '（""）' in chinese
+
+
+@pytest.mark.parametrize(
+    ("prompts", "skipped", "language", "expected"),
+    [
+        (2, 1, "en", "2 prompts read (csv, utf-8). 1 row with an empty prompt was skipped."),
+        (1, 2, "en", "1 prompt read (csv, utf-8). 2 rows with an empty prompt were skipped."),
+        (2, 1, "zh-CN", "已读取 2 条提示词（csv，utf-8）。有 1 行的提示词为空，已跳过。"),
+        (3, 0, "en", "3 prompts read (csv, utf-8)."),
+    ],
+)
+def test_parsed_summary_counts_rows(prompts: int, skipped: int, language: str, expected: str) -> None:
+    rows = tuple(PromptRow(str(number), f"prompt {number}") for number in range(prompts))
+    parsed = ParsedInput(rows, "utf-8", "csv", skipped_blank=skipped)
+
+    assert parsed_summary(parsed, language) == expected
 
 
 def test_empty_preset_name_reads_in_chinese(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ import gradio as gr
 
 from backends.errors import ParleyError
 from backends.types import SamplingParams
-from ui.i18n import label, language_from_request, translate, translate_error, user_error
+from ui.i18n import CHINESE, label, language_from_request, normalize_language, translate, translate_error, user_error
 from ui.preset_picker import CUSTOM, find_preset, ignored_note, job_manager, preset_choices, preset_store
 from ui.services import UIServices
 from workbench.batch import BatchRow, Job, JobManager, base_spec, make_plan, parse_grid_values
@@ -59,6 +59,19 @@ def read_upload(path: str | None, max_bytes: int) -> ParsedInput:
             filename=file.name, size_mb=round(size / 1e6, 1), limit_mb=round(max_bytes / 1e6, 1),
         )  # fmt: skip
     return parse_prompts(file.read_bytes(), file.name, max_bytes=max_bytes)
+
+
+def parsed_summary(parsed: ParsedInput, language: str) -> str:
+    """Describe an uploaded file: how many prompts were read, in which format, and how many rows were skipped."""
+    count = len(parsed.rows)
+    text = translate("batch.parsed_one" if count == 1 else "batch.parsed", language, rows=count,
+                     format=parsed.file_format, encoding=parsed.encoding)
+    skipped = parsed.skipped_blank
+    if skipped:
+        # Chinese sentences follow a full stop without a space.
+        separator = "" if normalize_language(language) == CHINESE else " "
+        text += separator + translate("batch.skipped_one" if skipped == 1 else "batch.skipped", language, count=skipped)
+    return text
 
 
 def format_duration(seconds: float) -> str:
@@ -192,11 +205,7 @@ def build_batch_tab(services: UIServices) -> None:
             parsed = read_upload(path, limits.max_upload_bytes)
         except ParleyError as exc:
             return "⚠️ " + translate_error(exc, language)
-        text = translate("batch.parsed", language, rows=len(parsed.rows), format=parsed.file_format,
-                         encoding=parsed.encoding)
-        if parsed.skipped_blank:
-            text += " " + translate("batch.skipped", language, count=parsed.skipped_blank)
-        return text
+        return parsed_summary(parsed, language)
 
     def view(job_id_text: str, request: gr.Request) -> tuple[Any, ...]:
         """Status note, progress, table, timer, downloads and jobs list of a job; the timer stops once it has ended.

@@ -127,7 +127,15 @@ WORKBENCH_STRINGS: dict[str, dict[str, str]] = {
         "en": "{rows} prompts read ({format}, {encoding}).",
         "zh-CN": "已读取 {rows} 条提示词（{format}，{encoding}）。",
     },
-    "batch.skipped": {"en": "{count} rows with an empty prompt were skipped.", "zh-CN": "已跳过 {count} 行空提示词。"},
+    "batch.parsed_one": {
+        "en": "1 prompt read ({format}, {encoding}).",
+        "zh-CN": "已读取 1 条提示词（{format}，{encoding}）。",
+    },
+    "batch.skipped": {
+        "en": "{count} rows with an empty prompt were skipped.",
+        "zh-CN": "有 {count} 行的提示词为空，已跳过。",
+    },
+    "batch.skipped_one": {"en": "1 row with an empty prompt was skipped.", "zh-CN": "有 1 行的提示词为空，已跳过。"},
     "batch.models": {"en": "Models", "zh-CN": "模型"},
     "batch.preset": {"en": "Base settings (preset)", "zh-CN": "基础设置（预设）"},
     "batch.preset_info": {
@@ -285,6 +293,14 @@ WORKBENCH_STRINGS: dict[str, dict[str, str]] = {
     "error.batch_file_format+filename+line": {
         "en": "{filename} line {line} cannot be read. Fix that line, or save the file again as CSV or JSONL.",
         "zh-CN": "{filename} 第 {line} 行无法读取。请修正该行，或重新保存为 CSV 或 JSONL 文件。",
+    },
+    "error.batch_csv_unclosed_quote": {
+        "en": "A quoted field in the file is not closed, so the rows after it would be read as one prompt. Close the quote, or write a quote that is part of the text as two quotes (\"\").",
+        "zh-CN": "文件中有一个带引号的字段没有闭合，其后的各行会被读成同一条提示词。请补上闭合的引号，或把正文中的引号写成两个引号（\"\"）。",
+    },
+    "error.batch_csv_unclosed_quote+filename+line+end_line": {
+        "en": "{filename}: the quote that opens on line {line} is not closed where its field ends, so lines {line} to {end_line} would be read as one prompt. Close the quote on line {line}, or write a quote that is part of the text as two quotes (\"\").",
+        "zh-CN": "{filename}：第 {line} 行开始的引号没有在字段结尾处闭合，第 {line} 至 {end_line} 行会被读成同一条提示词。请在第 {line} 行补上闭合的引号，或把正文中的引号写成两个引号（\"\"）。",
     },
     "error.batch_grid_invalid": {
         "en": "A grid value is invalid. Enter numbers in the allowed range, separated by commas, such as 0.2, 0.7.",

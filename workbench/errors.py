@@ -61,6 +61,16 @@ class InputFormatError(InvalidInputError):
     fix = "Fix the named line, or save the file again as CSV or JSONL."
 
 
+class UnclosedQuoteError(InputFormatError):
+    """A quoted CSV field that runs over line breaks into what looks like further rows.
+
+    `params["line"]` is the line where the quote opens and `params["end_line"]` the last line it takes in.
+    """
+
+    code = "batch_csv_unclosed_quote"
+    fix = 'Close the quote, or write a quote that is part of the text as two quotes ("").'
+
+
 class GridError(InvalidInputError):
     code = "batch_grid_invalid"
     fix = "Enter values separated by commas, such as 0.2, 0.7, 1.0, within the range shown."

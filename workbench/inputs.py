@@ -22,6 +22,7 @@ from workbench.errors import (
     InputFileTooLargeError,
     InputFormatError,
     NoPromptColumnError,
+    UnclosedQuoteError,
 )
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,61 @@ def _find_column(header: list[str], names: tuple[str, ...]) -> int | None:
     return None
 
 
+def _opening_line(first: int, cells: list[str]) -> tuple[int, str]:
+    """Return the line where the first multi-line cell of a record starts, and that cell."""
+    line = first
+    for cell in cells:
+        if "\n" in cell:
+            return line, cell
+        line += cell.count("\n")
+    return first, ""
+
+
+def _check_multiline_record(
+    lines: list[str],
+    first: int,
+    last: int,
+    cells: list[str],
+    dialect: type[csv.Dialect] | csv.Dialect,
+    record_delimiters: int,
+    file_end: int,
+    filename: str,
+) -> None:
+    """Raise UnclosedQuoteError when the record on lines `first` to `last` (1-based) has a runaway quoted field.
+
+    A quoted field whose quote is never closed, or is closed by a quote that
+    is followed by more text (a strict parse rejects both), took in lines that
+    were meant as rows of their own. A field closed only on the last line of
+    the file is a runaway too when its record has fewer cells than the header
+    and it takes in two or more lines. Each of those lines must have as many
+    delimiters as a row has (`record_delimiters`). A field with line breaks
+    that passes these checks is a multi-line cell.
+    """
+    opening, cell = _opening_line(first, cells)
+    runaway = False
+    record = io.StringIO("".join(lines[first - 1 : last]), newline="")
+    try:
+        for _ in csv.reader(record, dialect, strict=True):
+            pass
+    except csv.Error:
+        runaway = True
+
+    if not runaway and record_delimiters and last >= file_end and len(cells) <= record_delimiters:
+        # NOTE: a runaway quote closed at the end of the file that takes in only one row is not
+        # detected, because it looks the same as a last prompt with a line break and a delimiter.
+        taken_in = cell.splitlines()[1:]
+        runaway = len(taken_in) >= 2 and all(line.count(dialect.delimiter) >= record_delimiters for line in taken_in)
+
+    if runaway:
+        raise UnclosedQuoteError(
+            f"{filename}: the quote that opens on line {opening} is not closed where its field ends, "
+            f"so lines {opening} to {last} were read as one field",
+            filename=filename,
+            line=opening,
+            end_line=last,
+        )
+
+
 def _parse_csv(text: str, filename: str) -> tuple[list[PromptRow], int]:
     # The csv module rejects cells over 128 KiB by default; a long prompt that fits the
     # upload limit is valid. field_size_limit is process-wide, so it only ever grows here.
@@ -112,12 +168,25 @@ def _parse_csv(text: str, filename: str) -> tuple[list[PromptRow], int]:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=DELIMITERS)
     except csv.Error:
         dialect = csv.excel
+    # The sniffer reports doublequote False when its sample has no "" in a quoted field, but
+    # spreadsheets write a quote inside a quoted field as "", so that is how it is read. sniff()
+    # returns a new class on each call, and csv.excel already has doublequote True.
+    if dialect.escapechar is None and not dialect.doublequote:
+        dialect.doublequote = True
+
+    # The physical lines, split as the reader splits them, to name the lines of a runaway quote.
+    lines = io.StringIO(text, newline="").readlines()
+    file_end = len(lines)
+    while file_end and not lines[file_end - 1].strip():
+        file_end -= 1
 
     reader = csv.reader(io.StringIO(text, newline=""), dialect)
     try:
         header = next(reader, None)
         if header is None or not any(cell.strip() for cell in header):
             raise InputFileEmptyError(f"{filename} has no header row", filename=filename)
+        if reader.line_num > 1:
+            _check_multiline_record(lines, 1, reader.line_num, header, dialect, 0, file_end, filename)
 
         prompt_column = _find_column(header, PROMPT_NAMES)
         if prompt_column is None:
@@ -130,8 +199,14 @@ def _parse_csv(text: str, filename: str) -> tuple[list[PromptRow], int]:
 
         rows: list[PromptRow] = []
         skipped = 0
+        record_start = reader.line_num + 1
         for cells in reader:
             line = reader.line_num
+            if line > record_start:
+                _check_multiline_record(
+                    lines, record_start, line, cells, dialect, len(header) - 1, file_end, filename
+                )
+            record_start = line + 1
             if not cells:
                 continue
             prompt = cells[prompt_column].strip() if prompt_column < len(cells) else ""
@@ -225,6 +300,6 @@ def parse_prompts(data: bytes, filename: str, *, max_bytes: int) -> ParsedInput:
     if encoding != "utf-8":
         notes.append(f"decoded as {encoding}")
     if skipped:
-        notes.append(f"{skipped} rows with an empty prompt skipped")
+        notes.append(f"{skipped} {'row' if skipped == 1 else 'rows'} with an empty prompt skipped")
     logger.info("parsed %s: %d prompts, %s, %s", filename, len(rows), file_format, encoding)
     return ParsedInput(tuple(rows), encoding, file_format, skipped, tuple(notes))
