@@ -85,6 +85,30 @@ def test_batch_job_survives_client_disconnect(workbench_app: str, tmp_path: Path
     assert sum(1 for record in records if record["error_code"] == "overloaded") == 32
 
 
+def test_batch_failure_with_canned_reply_on_counts_failed(tmp_path: Path) -> None:
+    # The default fallback settings, canned reply included: the failing row must still count as failed.
+    raw = scripted_config(replies=[{"match": "fail", "error": "overloaded", "error_message": "scripted outage"},
+                                   {"text": "done ok"}])
+    raw["resilience"] = {"retry": {"max_retries": 0}}
+    with serve_parley(raw) as url:
+        client = Client(url + "/", verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+        job_id, *_ = client.predict(
+            handle_file(prompts_file(tmp_path, 5)), ["scripted-echo"], "custom", "", "", False, api_name="/start_batch"
+        )
+        _, progress, table, *_ = wait_for_state(client, job_id, ("done",))
+        files, _ = client.predict(job_id, api_name="/download_batch")
+
+    assert "失败 1 次" in progress
+    failed = table["data"][4]
+    assert failed[5] == "失败"
+    assert failed[10] == ""
+    assert "scripted outage" in failed[11]
+    jsonl = next(Path(item) for item in files if item.endswith(".jsonl"))
+    records = [json.loads(line) for line in jsonl.read_text(encoding="utf-8").splitlines()]
+    assert records[4]["status"] == "error"
+    assert records[4]["error_code"] == "overloaded"
+
+
 def test_batch_cancel_through_client(workbench_app: str, tmp_path: Path) -> None:
     client = Client(workbench_app + "/", verbose=False)
     job_id, *_ = client.predict(
@@ -99,10 +123,16 @@ def test_batch_cancel_through_client(workbench_app: str, tmp_path: Path) -> None
     assert len(table["data"]) < 400 or any(row[5] == "cancelled" for row in table["data"])
 
 
-def test_batch_rejects_bad_upload_in_chinese(workbench_app: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("name", "content", "message"), [
+    ("bad.csv", "text,label\nhello,1\n", "⚠️ bad.csv 中没有提示词列（现有列：'text', 'label'）"),
+    ("quote.csv", 'id,prompt\n1,first\n2,"unclosed, here\n3,second\n4,third\n',
+     "⚠️ quote.csv：第 3 行开始的引号没有在字段结尾处闭合，第 3 至 5 行会被读成同一条提示词。"),
+])  # fmt: skip
+def test_batch_rejects_bad_upload_in_chinese(workbench_app: str, tmp_path: Path, name: str, content: str,
+                                             message: str) -> None:
     client = Client(workbench_app + "/", verbose=False, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
-    path = tmp_path / "bad.csv"
-    path.write_text("text,label\nhello,1\n", encoding="utf-8")
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
 
     job_id, status, _, _ = client.predict(
         handle_file(str(path)), ["scripted-echo"], "custom", "", "", False, api_name="/start_batch"
@@ -110,7 +140,7 @@ def test_batch_rejects_bad_upload_in_chinese(workbench_app: str, tmp_path: Path)
 
     # No job starts, so the job id field is left as it was.
     assert job_id == {"__type__": "update"}
-    assert status.startswith("⚠️ bad.csv 中没有提示词列（现有列：'text', 'label'）")
+    assert status.startswith(message)
 
 
 def test_unknown_job_id_is_reported(workbench_app: str) -> None:
