@@ -22,6 +22,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from pydantic import BaseModel, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 
@@ -131,6 +132,37 @@ class AppConfig(StrictModel):
 
     def model_names(self) -> list[str]:
         return [model.name for backend in self.backends for model in backend.models]
+
+    def secret_env_names(self) -> list[str]:
+        """List the environment variables this config reads secrets from: backend keys, Parley's keys, Redis."""
+        names = [self.server.api_keys_env]
+        for backend in self.backends:
+            # Only the kinds that talk to a server have api_key_env.
+            key_env = getattr(backend, "api_key_env", None)
+            if isinstance(key_env, str):
+                names.append(key_env)
+        if self.resilience.redis_password_env:
+            names.append(self.resilience.redis_password_env)
+        return names
+
+    def secret_values(self, env: Mapping[str, str]) -> frozenset[str]:
+        """Return the values of every secret this config resolves, for masking in upstream error text.
+
+        A variable may hold several comma-separated keys (server.api_keys_env),
+        so each part counts, as does the password in resilience.redis_url.
+        """
+        values: set[str] = set()
+        for name in self.secret_env_names():
+            raw = env.get(name) or ""
+            values.add(raw.strip())
+            values.update(part.strip() for part in raw.split(","))
+        redis_url = self.resilience.redis_url
+        if redis_url:
+            password = urlsplit(redis_url).password
+            if password:
+                values.add(unquote(password))
+        values.discard("")
+        return frozenset(values)
 
 
 def resolve_config_path(argument: str | None, env: Mapping[str, str]) -> Path | None:

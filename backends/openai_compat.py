@@ -35,6 +35,7 @@ from backends.openai_errors import (
     failure_from_body,
     failure_from_object,
 )
+from backends.redaction import Redactor
 from backends.registry import BackendContext
 from backends.settings import BackendSettings, ModelSettings
 from backends.openai_wire import encode_request, finish_reason_of, usage_of
@@ -121,11 +122,14 @@ class Settings(BackendSettings):
 class OpenAIBackend(Backend):
     """Streams chat completions from one OpenAI-compatible server."""
 
-    def __init__(self, settings: Settings, client: httpx.AsyncClient, *, api_key_missing: bool = False) -> None:
+    def __init__(
+        self, settings: Settings, client: httpx.AsyncClient, *, api_key_missing: bool = False, redactor: Redactor | None = None
+    ) -> None:
         self.name = settings.name
         self._settings = settings
         self._client = client
         self._api_key_missing = api_key_missing
+        self._redactor = redactor or Redactor()
         self._models = {model.name: model for model in settings.models}
         self._chat_url = f"{settings.base_url}/chat/completions"
         self._models_url = f"{settings.base_url}/models"
@@ -164,6 +168,7 @@ class OpenAIBackend(Backend):
             base_url=self._settings.base_url,
             api_key_env=self._settings.api_key_env,
             timeout_connect=self._settings.timeouts.connect,
+            redactor=self._redactor,
         )
 
     def _resolve(self, name: str) -> OpenAIModelSettings:
@@ -316,8 +321,9 @@ class OpenAIBackend(Backend):
                             # Some servers pad the end marker with spaces.
                             done = True
                             break
+                        quoted = target.redactor.redact(repr(data[:120]))
                         raise StreamIncompleteError(
-                            f"the server sent a chunk that is not a chat completion chunk: {data[:120]!r}",
+                            f"the server sent a chunk that is not a chat completion chunk: {quoted}",
                             backend=target.backend,
                             model=target.model,
                         ) from exc
@@ -387,9 +393,9 @@ class OpenAIBackend(Backend):
         except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, IndexError) as exc:
             # A whole body that is not a chat completion usually means base_url
             # points at something other than an OpenAI-compatible API.
-            quoted = bytes(body).strip()[:120].decode("utf-8", "replace")
+            quoted = target.redactor.redact(repr(bytes(body).strip()[:120].decode("utf-8", "replace")))
             raise ConnectionFailedError(
-                f"the server at {target.base_url} sent a reply that is not a chat completion: {quoted!r}",
+                f"the server at {target.base_url} sent a reply that is not a chat completion: {quoted}",
                 backend=target.backend,
                 model=target.model,
                 fix="Check that base_url in the config points at an OpenAI-compatible API, including its version path such as /v1.",
@@ -489,16 +495,20 @@ def create(settings: BackendSettings, context: BackendContext) -> OpenAIBackend:
 
     headers = {"user-agent": "parley", **settings.headers}
     api_key_missing = False
+    redactor = Redactor(context.secrets)
     if settings.api_key_env:
         api_key = context.env.get(settings.api_key_env) or os.environ.get(settings.api_key_env)
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
+            redactor = redactor.with_secrets([api_key])
         else:
             api_key_missing = True
             logger.warning(
-                "%s is not set; requests to backend %s will fail until it is exported and Parley restarts",
+                "%s, named by api_key_env of backend %s in %s, is not set; "
+                "requests to that backend will fail until it is exported and Parley restarts",
                 settings.api_key_env,
                 settings.name,
+                context.config_source,
             )
 
     timeouts = settings.timeouts
@@ -510,4 +520,4 @@ def create(settings: BackendSettings, context: BackendContext) -> OpenAIBackend:
         timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=timeouts.total, pool=timeouts.connect),
         limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections),
     )
-    return OpenAIBackend(settings, client, api_key_missing=api_key_missing)
+    return OpenAIBackend(settings, client, api_key_missing=api_key_missing, redactor=redactor)

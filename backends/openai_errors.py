@@ -8,9 +8,10 @@ fix; retry and fallback then decide by class.
 
 from __future__ import annotations
 
+import html
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -30,14 +31,18 @@ from backends.errors import (
     OverloadedError,
     ParleyError,
     RateLimitedError,
+    RetryableError,
     StreamIncompleteError,
     UpstreamTimeoutError,
 )
+from backends.redaction import Redactor
 
 # Bytes of an error body to read. Error bodies are short, and a proxy's HTML
 # page is recognisable from its start.
 MAX_ERROR_BODY_BYTES = 64 * 1024
 _QUOTED_CHARS = 300
+# Characters of an HTML page's title kept in its summary.
+_HTML_TITLE_CHARS = 120
 
 _CONTEXT_TOO_LONG = re.compile(
     r"context[ _-]?(?:length|window|size)|maximum context|too many tokens|prompt is too long",
@@ -51,11 +56,17 @@ _CONTENT_FILTER_MESSAGE = re.compile(r"content exists risk", re.IGNORECASE)
 _QUOTA_CODES = frozenset({"insufficient_quota", "insufficient_balance", "billing_hard_limit_reached"})
 _AUTH_TYPES = frozenset({"authentication_error", "invalid_api_key", "permission_error"})
 _RATE_LIMIT_TYPES = frozenset({"rate_limit_error", "rate_limit_exceeded", "requests", "tokens"})
+_HTML_START = re.compile(rb"\s*<(?:!doctype\s+html|html|head|body)\b", re.IGNORECASE)
+_HTML_HEADING = re.compile(r"<(title|h1|h2)\b[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_TAG = re.compile(r"<[^>]*>")
 
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """The backend, model and URL of a request, for error messages."""
+    """The backend, model and URL of a request, for error messages.
+
+    `redactor` masks secrets in the upstream's text before it goes into an error.
+    """
 
     backend: str
     model: str
@@ -63,6 +74,7 @@ class Target:
     base_url: str
     api_key_env: str | None
     timeout_connect: float
+    redactor: Redactor = field(default_factory=Redactor, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +131,8 @@ def failure_from_body(status: int, body: bytes, headers: httpx.Headers) -> Upstr
 
     if isinstance(parsed, dict):
         message, code = _message_and_code(parsed.get("error", parsed))
+    if not message and _is_html(body, headers):
+        message = summarize_html(body)
     if not message:
         message = body.decode("utf-8", "replace").strip()
     return UpstreamFailure(
@@ -128,6 +142,23 @@ def failure_from_body(status: int, body: bytes, headers: httpx.Headers) -> Upstr
         retry_after=parse_retry_after(headers),
         location=headers.get("location"),
     )
+
+
+def _is_html(body: bytes, headers: httpx.Headers) -> bool:
+    content_type = headers.get("content-type", "").lower()
+    return content_type.startswith("text/html") or bool(_HTML_START.match(body))
+
+
+def summarize_html(body: bytes) -> str:
+    """Describe an HTML error page, such as a proxy's, by its title or first heading, without its markup."""
+    page = body.decode("utf-8", "replace")
+    for match in _HTML_HEADING.finditer(page):
+        title = " ".join(html.unescape(_HTML_TAG.sub(" ", match.group(2))).split())
+        if title:
+            if len(title) > _HTML_TITLE_CHARS:
+                title = title[:_HTML_TITLE_CHARS] + "…"
+            return f"an HTML error page: {title}"
+    return "an HTML error page"
 
 
 def failure_from_object(error: Any) -> UpstreamFailure:
@@ -176,7 +207,9 @@ def error_for_failure(failure: UpstreamFailure, target: Target, *, has_images: b
     """Build the typed error for an upstream failure, with a message that names the fix."""
     status = failure.status
     where = "inside the stream" if mid_stream else f"HTTP {status}"
-    detail = f"{where} from {target.base_url}: {failure.message}" if failure.message else f"{where} from {target.base_url}"
+    # Where the upstream's error text enters this backend's errors; some servers repeat the key in it.
+    message = target.redactor.redact(failure.message)
+    detail = f"{where} from {target.base_url}: {message}" if message else f"{where} from {target.base_url}"
     common: dict[str, Any] = {"backend": target.backend, "model": target.model, "status": status}
     code = failure.code
 
@@ -194,17 +227,20 @@ def error_for_failure(failure: UpstreamFailure, target: Target, *, has_images: b
         )
     if status in (408, 504):
         return UpstreamTimeoutError(detail, **common)
+    if status == 502:
+        # A proxy in front of the model server got no valid response, which is not a sign that the server is busy.
+        return RetryableError(detail, **common)
     if status >= 500:
         return OverloadedError(detail, **common)
     if 300 <= status < 400:
         # httpx does not follow redirects here: a POST that is redirected loses its body on 301 and 302.
-        target_url = failure.location or "another URL"
+        target_url = target.redactor.redact(failure.location) if failure.location else "another URL"
         return BadRequestError(
             f"HTTP {status} from {target.base_url}: redirected to {target_url}",
             fix="Set base_url in the config to the URL the server redirects to.",
             **common,
         )
-    return _bad_request_error(detail, failure, has_images, common)
+    return _bad_request_error(detail, message, failure.code, has_images, common)
 
 
 def _auth_error(detail: str, target: Target, common: dict[str, Any]) -> AuthError:
@@ -215,11 +251,10 @@ def _auth_error(detail: str, target: Target, common: dict[str, Any]) -> AuthErro
     return AuthError(detail, fix=fix, **common)
 
 
-def _bad_request_error(detail: str, failure: UpstreamFailure, has_images: bool, common: dict[str, Any]) -> ParleyError:
-    message = failure.message
-    if failure.code in _CONTEXT_TOO_LONG_CODES or _CONTEXT_TOO_LONG.search(message):
+def _bad_request_error(detail: str, message: str, code: str, has_images: bool, common: dict[str, Any]) -> ParleyError:
+    if code in _CONTEXT_TOO_LONG_CODES or _CONTEXT_TOO_LONG.search(message):
         return ContextTooLongError(detail, **common)
-    if failure.code in _CONTENT_FILTER_CODES or _CONTENT_FILTER_MESSAGE.search(message):
+    if code in _CONTENT_FILTER_CODES or _CONTENT_FILTER_MESSAGE.search(message):
         return ContentFilteredError(detail, **common)
     if has_images and _IMAGE_REJECTED.search(message):
         return ImageNotSupportedError(detail, **common)
@@ -229,7 +264,7 @@ def _bad_request_error(detail: str, failure: UpstreamFailure, has_images: bool, 
 def error_for_transport(exc: httpx.HTTPError, target: Target, *, response_started: bool) -> ParleyError:
     """Map an httpx exception; once the response has started, a broken connection cuts the reply short."""
     common: dict[str, Any] = {"backend": target.backend, "model": target.model}
-    reason = str(exc) or type(exc).__name__
+    reason = target.redactor.redact(str(exc)) or type(exc).__name__
 
     if isinstance(exc, httpx.ConnectTimeout):
         return ConnectionFailedError(f"connecting to {target.base_url} timed out after {target.timeout_connect:g} s", **common)

@@ -7,7 +7,9 @@ each route here.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from typing import TYPE_CHECKING
 
 from backends.base import Backend
@@ -31,6 +33,12 @@ def build_router(config: AppConfig, context: BackendContext, *, layers: LayerSer
     backends: dict[str, Backend] = {}
     routes: dict[str, Backend] = {}
     infos: dict[str, ModelInfo] = {}
+    # Every backend masks all the config's secrets in upstream error text, not only its own key.
+    context = dataclasses.replace(
+        context,
+        secrets=context.secrets | config.secret_values({**os.environ, **context.env}),
+        config_source=config.source,
+    )
 
     for settings in config.backends:
         backend = create_backend(settings, context)

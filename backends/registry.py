@@ -40,6 +40,10 @@ class BackendContext:
     http_transport: httpx.AsyncBaseTransport | None = None
     # Process environment for secrets; kept out of repr so a logged context shows no key.
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    # Values of every secret the config names, masked in upstream error text (see backends.redaction).
+    secrets: frozenset[str] = field(default_factory=frozenset, repr=False)
+    # The config file the backends come from, for start-up messages.
+    config_source: str = "the config"
 
 
 class _KindModule(Protocol):

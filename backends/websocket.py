@@ -30,6 +30,7 @@ from backends.errors import (
     StreamIncompleteError,
     UpstreamTimeoutError,
 )
+from backends.redaction import Redactor
 from backends.registry import BackendContext
 from backends.settings import BackendSettings, ModelSettings
 from backends.types import ChatRequest, Event, Finished, Health, ModelInfo
@@ -91,9 +92,10 @@ _Item = _ServerMessage | ParleyError | _ConnectionLost
 class _Connection:
     """One open WebSocket and the queues of the requests in flight on it."""
 
-    def __init__(self, websocket: ClientConnection, backend: str) -> None:
+    def __init__(self, websocket: ClientConnection, backend: str, redactor: Redactor) -> None:
         self.websocket = websocket
         self.backend = backend
+        self.redactor = redactor
         self.pending: dict[str, asyncio.Queue[_Item]] = {}
         # A connection-level error (bad auth, a broken frame) fails every request after it too.
         self.failure: ParleyError | None = None
@@ -127,7 +129,7 @@ class _Connection:
 
     def _route(self, message: _ServerMessage) -> None:
         if isinstance(message, ws_protocol.ErrorMessage) and message.id is None:
-            self.failure = ws_protocol.message_to_error(message, backend=self.backend)
+            self.failure = ws_protocol.message_to_error(message, backend=self.backend, redactor=self.redactor)
             logger.warning("server of %s reported a connection error: %s", self.backend, message.code)
             for queue in self.pending.values():
                 queue.put_nowait(self.failure)
@@ -145,10 +147,13 @@ class _Connection:
 
 
 class WebSocketBackend(Backend):
-    def __init__(self, settings: Settings, env: Mapping[str, str]) -> None:
+    def __init__(self, settings: Settings, env: Mapping[str, str], secrets: frozenset[str] = frozenset()) -> None:
         self.name = settings.name
         self.settings = settings
         self._env = env
+        key_env = settings.api_key_env
+        own_key = (env.get(key_env) or os.environ.get(key_env) or "") if key_env else ""
+        self._redactor = Redactor((*secrets, own_key))
         self._models = {model.name: model for model in settings.models}
         self._connection: _Connection | None = None
         self._connect_lock = asyncio.Lock()
@@ -198,7 +203,7 @@ class WebSocketBackend(Backend):
                 raise self._lost(model, received=progress.received_content)
             if isinstance(item, ws_protocol.ErrorMessage):
                 progress.ended = True
-                raise ws_protocol.message_to_error(item, backend=self.name, model=model.name)
+                raise ws_protocol.message_to_error(item, backend=self.name, model=model.name, redactor=self._redactor)
 
             event = ws_protocol.message_to_event(item)
             if isinstance(event, Finished):
@@ -237,7 +242,7 @@ class WebSocketBackend(Backend):
                     await websocket.send(ws_protocol.encode(ws_protocol.AuthMessage(type="auth", token=token)))
                 except ConnectionClosed as exc:
                     raise ConnectionFailedError("the server closed the connection before authentication", backend=self.name) from exc
-            self._connection = _Connection(websocket, self.name)
+            self._connection = _Connection(websocket, self.name, self._redactor)
             return self._connection
 
     def _api_key(self) -> str | None:
@@ -292,4 +297,4 @@ class WebSocketBackend(Backend):
 
 def create(settings: BackendSettings, context: BackendContext) -> Backend:
     assert isinstance(settings, Settings), f"expected websocket Settings, got {type(settings).__name__}"
-    return WebSocketBackend(settings, context.env)
+    return WebSocketBackend(settings, context.env, context.secrets)

@@ -27,6 +27,7 @@ from backends.errors import (
     RetryableError,
     error_class_for_code,
 )
+from backends.redaction import Redactor
 from backends.types import (
     ChatRequest,
     Event,
@@ -368,9 +369,10 @@ def event_to_message(event: Event, request_id: str) -> _Message:
     )
 
 
-def cancelled_message(request_id: str) -> DoneMessage:
-    """Build the `done` message that confirms a cancel."""
-    return DoneMessage(type="done", id=request_id, reason="cancelled")
+def cancelled_message(request_id: str, backend: str = "", model: str = "") -> DoneMessage:
+    """Build the `done` message that confirms a cancel; `backend` and `model` name who served the text so far."""
+    served_by = f"{backend}/{model}" if backend and model else model
+    return DoneMessage(type="done", id=request_id, reason="cancelled", served_by=served_by, backend=backend, model=model)
 
 
 def message_to_event(message: DeltaMessage | ReasoningMessage | UsageMessage | NoticeMessage | DoneMessage) -> Event:
@@ -420,22 +422,24 @@ def error_to_message(error: ParleyError, request_id: str | None) -> ErrorMessage
     )
 
 
-def message_to_error(message: ErrorMessage, *, backend: str = "", model: str = "") -> ParleyError:
+def message_to_error(message: ErrorMessage, *, backend: str = "", model: str = "", redactor: Redactor | None = None) -> ParleyError:
     """Build the typed error an error message reports, by its code.
 
     An unknown code becomes a RetryableError when the server marked it
     retryable, otherwise a plain ParleyError, so retry decisions still work.
+    `redactor` masks secrets that the server repeats in its text.
     """
+    redactor = redactor or Redactor()
     error_class = error_class_for_code(message.code)
     if error_class is ParleyError and message.retryable:
         error_class = RetryableError
     error = error_class(
-        f"the server reported: {message.message}",
+        f"the server reported: {redactor.redact(message.message)}",
         backend=backend,
         model=model,
         retry_after=message.retry_after,
-        fix=message.fix or None,
+        fix=redactor.redact(message.fix) if message.fix else None,
     )
     # Set after construction: a param named like a constructor argument must not clash.
-    error.params.update(message.params)
+    error.params.update({key: redactor.redact(value) if isinstance(value, str) else value for key, value in message.params.items()})
     return error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import socket
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -25,11 +26,13 @@ from backends.errors import (
     OverloadedError,
     ParleyError,
     RateLimitedError,
+    RetryableError,
     StreamIncompleteError,
     UpstreamTimeoutError,
 )
 from backends.openai_compat import OpenAIBackend, Settings, create
 from backends.openai_errors import failure_from_object, parse_retry_after
+from backends.pipeline import build_router
 from backends.registry import BackendContext, create_backend, settings_class
 from backends.types import (
     ChatRequest,
@@ -43,6 +46,7 @@ from backends.types import (
     TextPart,
     Usage,
 )
+from config import parse_config
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 
 API_KEY = "sk-test-secret-0123456789"
@@ -329,7 +333,7 @@ async def test_json_without_choices_raises(openai_server: FakeOpenAIServer, back
         (408, UpstreamTimeoutError),
         (429, RateLimitedError),
         (500, OverloadedError),
-        (502, OverloadedError),
+        (502, RetryableError),
         (503, OverloadedError),
         (504, UpstreamTimeoutError),
     ],
@@ -369,6 +373,21 @@ async def test_wrong_key_rejected_by_server(openai_server: FakeOpenAIServer) -> 
 
     assert isinstance(error, AuthError)
     assert error.status == 401
+
+
+async def test_missing_key_warning_names_config_file(openai_server: FakeOpenAIServer, caplog: pytest.LogCaptureFixture) -> None:
+    raw = {"backends": [{"name": "x", "kind": "openai", "base_url": openai_server.base_url, "api_key_env": "NOPE_KEY_XYZ", "models": [{"name": "m"}]}]}
+    config = parse_config(raw, source="/etc/parley/parley.toml", env={})
+
+    with caplog.at_level(logging.WARNING, logger="backends.openai_compat"):
+        router = build_router(config, BackendContext(env={}))
+    await router.aclose()
+
+    assert len(caplog.records) == 1
+    message = caplog.records[0].getMessage()
+    assert "NOPE_KEY_XYZ" in message
+    assert "backend x" in message
+    assert "/etc/parley/parley.toml" in message
 
 
 async def test_missing_key_fails_without_request(openai_server: FakeOpenAIServer) -> None:
@@ -463,13 +482,34 @@ async def test_content_risk_400_is_content_filtered(openai_server: FakeOpenAISer
     assert isinstance(error, ContentFilteredError)
 
 
-async def test_proxy_html_error_page_is_quoted(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
-    openai_server.script(Behaviour(status=502, error_body="<html><body>502 Bad Gateway</body></html>"))
+async def test_proxy_html_error_page_is_summarized(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    openai_server.script(Behaviour(status=502, error_body="<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>"))
+
+    _, error = await collect_until_error(backend, ask())
+
+    assert type(error) is RetryableError
+    assert error.code == "upstream_unavailable"
+    assert error.retryable
+    assert error.detail.endswith(": an HTML error page: 502 Bad Gateway")
+    assert "<" not in str(error)
+
+
+async def test_html_error_page_title_is_preferred(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    page = "<!DOCTYPE html>\n<html><head><title>503 Service &amp; Temporarily Unavailable</title></head><body><h1>Oops</h1></body></html>"
+    openai_server.script(Behaviour(status=503, error_body=page))
 
     _, error = await collect_until_error(backend, ask())
 
     assert isinstance(error, OverloadedError)
-    assert "502 Bad Gateway" in error.detail
+    assert error.detail.endswith(": an HTML error page: 503 Service & Temporarily Unavailable")
+
+
+async def test_html_error_page_without_heading(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:
+    openai_server.script(Behaviour(status=500, error_body="<html><body><div>" + "x" * 2000 + "</div></body></html>"))
+
+    _, error = await collect_until_error(backend, ask())
+
+    assert error.detail.endswith(": an HTML error page")
 
 
 async def test_long_error_message_is_shortened(openai_server: FakeOpenAIServer, backend: OpenAIBackend) -> None:

@@ -3,8 +3,8 @@
 It speaks HTTP/1.1 over raw asyncio streams rather than through a web
 framework, so a `Behaviour` controls the bytes on the wire. A behaviour can
 split an SSE event inside a multi-byte UTF-8 character, drop the connection
-mid-stream, send keep-alive comments, leave out `data: [DONE]` or send an
-error object inside a 200 stream.
+mid-stream, send keep-alive comments, leave out `data: [DONE]`, send an
+error object inside a 200 stream or repeat the API key in an error body.
 
 Serves:
     POST /v1/chat/completions   streaming (SSE) and non-streaming JSON replies
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import re
 import threading
@@ -64,6 +65,9 @@ class Behaviour:
     # or a str/bytes sent as is (an HTML error page from a proxy, say).
     error_body: dict[str, Any] | str | bytes | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    # Puts the request's Authorization header into the error body (of a
+    # non-200 reply or an error mid-stream), as some gateways and proxies do.
+    echo_authorization: bool = False
     hang_before_first_byte: float = 0.0
     # Sends the response head, then waits this long before the first event.
     hang_after_headers: float = 0.0
@@ -230,6 +234,13 @@ def _default_error_body(status: int) -> dict[str, Any]:
     }
     kind, code = kinds.get(status, ("server_error", None))
     return {"error": {"message": f"fake server error {status}", "type": kind, "param": None, "code": code}}
+
+
+def _echo_body(behaviour: Behaviour, request: RecordedRequest) -> dict[str, Any]:
+    status = behaviour.status if behaviour.status != 200 else 500
+    body = _default_error_body(status)
+    body["error"]["message"] = f"Incorrect API key provided: {request.headers.get('authorization', '')}. Request headers: {request.headers}"
+    return body
 
 
 class FakeOpenAIServer:
@@ -441,6 +452,8 @@ class FakeOpenAIServer:
         if behaviour.hang_before_first_byte:
             await asyncio.sleep(behaviour.hang_before_first_byte)
 
+        if behaviour.echo_authorization:
+            behaviour = dataclasses.replace(behaviour, error_body=_echo_body(behaviour, request))
         if behaviour.status != 200:
             error_body = behaviour.error_body if behaviour.error_body is not None else _default_error_body(behaviour.status)
             await connection.write(self._json_response(behaviour.status, error_body, behaviour.headers))
