@@ -57,6 +57,22 @@ def usage_object(usage: Usage | None) -> dict[str, Any]:
     return result
 
 
+def interrupted_error(finished: Finished, outcome: str, *, fix: str | None = None) -> StreamIncompleteError:
+    """Build the error for a reply that ended with reason "error" after its first token.
+
+    The message is English, as every API error is. The user's-language
+    notice of the fallback layer goes out as an SSE comment instead.
+    """
+    # The fallback layer's last failure entry describes this failure ("model: label").
+    cause = finished.failures[-1].removeprefix(f"{finished.model}: ") if finished.failures else "stream_incomplete"
+    return StreamIncompleteError(
+        f"the reply from {finished.model} was interrupted ({cause}); {outcome}",
+        model=finished.model,
+        backend=finished.backend,
+        fix=fix,
+    )
+
+
 class ChunkEncoder:
     """Encodes the `chat.completion.chunk` events of one stream."""
 
@@ -121,7 +137,6 @@ async def encode_sse(events: AsyncGenerator[Event, None], encoder: ChunkEncoder,
     upstream request.
     """
     usage: Usage | None = None
-    interrupted = ""
     try:
         async for event in events:
             if isinstance(event, TextDelta):
@@ -133,12 +148,10 @@ async def encode_sse(events: AsyncGenerator[Event, None], encoder: ChunkEncoder,
             elif isinstance(event, Usage):
                 usage = event
             elif isinstance(event, Notice):
-                if event.kind == "interrupted":
-                    interrupted = event.message
                 yield sse_comment(f"notice {event.kind}: {event.message}")
             elif isinstance(event, Finished):
                 if event.reason == "error":
-                    raise StreamIncompleteError(interrupted or "the reply was interrupted", model=event.model, backend=event.backend)
+                    raise interrupted_error(event, "the text before this error was sent")
                 yield encoder.finish(_FINISH_REASONS.get(event.reason, "stop"))
                 if include_usage:
                     yield encoder.usage(usage)
@@ -161,7 +174,6 @@ async def collect_completion(events: AsyncGenerator[Event, None], model: str) ->
     text: list[str] = []
     reasoning: list[str] = []
     usage: Usage | None = None
-    interrupted = ""
     finished: Finished | None = None
     try:
         async for event in events:
@@ -171,8 +183,6 @@ async def collect_completion(events: AsyncGenerator[Event, None], model: str) ->
                 reasoning.append(event.text)
             elif isinstance(event, Usage):
                 usage = event
-            elif isinstance(event, Notice) and event.kind == "interrupted":
-                interrupted = event.message
             elif isinstance(event, Finished):
                 finished = event
                 break
@@ -182,7 +192,12 @@ async def collect_completion(events: AsyncGenerator[Event, None], model: str) ->
     if finished is None:
         raise StreamIncompleteError("the stream ended without a finish event")
     if finished.reason == "error":
-        raise StreamIncompleteError(interrupted or "the reply was interrupted", model=finished.model, backend=finished.backend)
+        # An OpenAI client that did not stream gets a completion or an error, never half a reply.
+        raise interrupted_error(
+            finished,
+            "a request without stream returns no partial text",
+            fix="Retry it, or set stream to true to receive the text as it arrives.",
+        )
 
     message: dict[str, Any] = {"role": "assistant", "content": "".join(text), "refusal": None}
     if reasoning:

@@ -44,7 +44,8 @@ class ParleyError(Exception):
         fix: str | None = None,
         **params: Any,
     ) -> None:
-        self.detail = detail.rstrip(".")
+        # A full stop of either language: the fix follows as a sentence of its own.
+        self.detail = detail.rstrip(".。")
         self.backend = backend
         self.model = model
         self.status = status

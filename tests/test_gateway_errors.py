@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -264,6 +265,30 @@ async def test_error_in_completion_not_streamed_keeps_status(http: httpx.AsyncCl
     error = error_of(response)
     assert error["code"] == "stream_incomplete"
     assert "(overloaded)" in error["message"]
+
+
+async def test_interrupted_stream_error_is_english_in_chinese(http: httpx.AsyncClient) -> None:
+    response = await http.post("/chat/completions", json=user("fail late", stream=True), headers={"Accept-Language": "zh-CN"})
+
+    assert response.status_code == 200
+    # The user's-language notice still goes out, as a comment.
+    assert any(line.startswith(": notice interrupted:") and "中断" in line for line in response.text.splitlines())
+    message = json.loads(response.text.splitlines()[-2].removeprefix("data: "))["error"]["message"]
+    assert message == (
+        "script/echo: the reply from echo was interrupted (overloaded); the text before this error was sent. "
+        "The reply was cut off; retry it."
+    )
+
+
+async def test_interrupted_completion_promises_no_text(http: httpx.AsyncClient) -> None:
+    response = await http.post("/chat/completions", json=user("fail late"), headers={"Accept-Language": "zh-CN"})
+
+    assert response.status_code == 502
+    message = error_of(response)["message"]
+    assert "so far is kept" not in message
+    assert "中断" not in message
+    assert "returns no partial text" in message
+    assert "set stream to true" in message
 
 
 async def test_healthz_marks_unreachable_backend(gateway: Gateway) -> None:
