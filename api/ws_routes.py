@@ -24,8 +24,8 @@ from api.errors import internal_error
 from api.limits import check_chat_request
 from api.services import ApiServices, api_services
 from backends import ws_protocol
-from backends.errors import BadRequestError, InputTooLargeError, ParleyError, RateLimitedError
-from backends.types import Event, ReasoningDelta, TextDelta
+from backends.errors import BadRequestError, InputTooLargeError, NotFoundError, ParleyError, RateLimitedError
+from backends.types import Event, Notice, ReasoningDelta, TextDelta
 
 logger = logging.getLogger(__name__)
 
@@ -162,11 +162,15 @@ class ChatSession:
             return
 
         events = cast(AsyncGenerator[Event, None], self._services.router.stream(chat))
-        self._tasks[message.id] = asyncio.create_task(self._stream(message.id, events), name=f"ws-chat-{message.id}")
+        progress = _Progress(model=chat.model)
+        self._tasks[message.id] = asyncio.create_task(self._stream(message.id, events, progress), name=f"ws-chat-{message.id}")
+        # Let the task start before the next frame is read: a task cancelled before it
+        # starts never runs, so a cancel right after the request would get no `done`.
+        await asyncio.sleep(0)
 
-    async def _stream(self, request_id: str, events: AsyncGenerator[Event, None]) -> None:
+    async def _stream(self, request_id: str, events: AsyncGenerator[Event, None], progress: _Progress) -> None:
         try:
-            await self._relay(request_id, events)
+            await self._relay(request_id, events, progress)
         except _Closed:
             # The receive loop also gets the close and cancels the other requests.
             pass
@@ -174,14 +178,14 @@ class ChatSession:
             self._tasks.pop(request_id, None)
             self._cancelled.discard(request_id)
 
-    async def _relay(self, request_id: str, events: AsyncGenerator[Event, None]) -> None:
+    async def _relay(self, request_id: str, events: AsyncGenerator[Event, None], progress: _Progress) -> None:
         """Send the events of one request; a cancel or an error ends it with its own message."""
         try:
-            await self._send_events(request_id, events)
+            await self._send_events(request_id, events, progress)
         except asyncio.CancelledError:
             if request_id not in self._cancelled:
                 raise
-            await self._send(ws_protocol.encode(ws_protocol.cancelled_message(request_id)))
+            await self._send(ws_protocol.encode(self._cancelled_message(request_id, progress)))
         except ParleyError as exc:
             logger.warning("WebSocket request %s failed: %s", request_id, exc)
             await self._send_error(exc, request_id)
@@ -191,13 +195,23 @@ class ChatSession:
             logger.exception("WebSocket request %s failed with an unexpected error", request_id)
             await self._send_error(internal_error(exc), request_id)
 
-    async def _send_events(self, request_id: str, events: AsyncGenerator[Event, None]) -> None:
+    async def _send_events(self, request_id: str, events: AsyncGenerator[Event, None], progress: _Progress) -> None:
         try:
             async for event in events:
+                progress.note(event)
                 await self._send(_encode_event(event, request_id))
         finally:
             # Close the upstream request before the request's last message goes out.
             await events.aclose()
+
+    def _cancelled_message(self, request_id: str, progress: _Progress) -> ws_protocol.DoneMessage:
+        if not progress.delivered:
+            return ws_protocol.cancelled_message(request_id)
+        try:
+            backend = self._services.router.info(progress.model).backend
+        except NotFoundError:
+            backend = ""
+        return ws_protocol.cancelled_message(request_id, backend=backend, model=progress.model)
 
     def _cancel(self, request_id: str) -> None:
         # A cancel for an id not in flight races with the end of that request and is ignored.
@@ -225,6 +239,22 @@ class ChatSession:
                 await self._websocket.send_text(text)
             except (WebSocketDisconnect, RuntimeError, OSError) as exc:
                 raise _Closed() from exc
+
+
+@dataclasses.dataclass
+class _Progress:
+    """Who is serving one request so far, for the `done` message that confirms a cancel."""
+
+    model: str
+    # Whether text or reasoning reached the client: only then did a model serve anything.
+    delivered: bool = False
+
+    def note(self, event: Event) -> None:
+        if isinstance(event, TextDelta | ReasoningDelta):
+            self.delivered = True
+        elif isinstance(event, Notice) and event.kind == "falling_back" and event.model:
+            # Fallback switches models only before the first token.
+            self.model = event.model
 
 
 def _encode_event(event: Event, request_id: str) -> str:

@@ -140,6 +140,9 @@ class Notice:
 
     kind: NoticeKind
     message: str
+    # For "falling_back": the model tried next, so a caller can tell who serves the reply
+    # before its Finished event; empty when the canned reply comes next.
+    model: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,9 +93,9 @@ async def test_cancel_stops_one_request(ws: ClientConnection, gateway: Gateway) 
         "type": "done",
         "id": "slow-1",
         "reason": "cancelled",
-        "served_by": "",
-        "backend": "",
-        "model": "",
+        "served_by": "slow/slow",
+        "backend": "slow",
+        "model": "slow",
         "cached": False,
         "failures": [],
     }
@@ -103,6 +103,37 @@ async def test_cancel_stops_one_request(ws: ClientConnection, gateway: Gateway) 
 
     await ws.send(request("after", "echo", "still open"))
     assert text_of(await receive_until_done(ws, "after"), "after") == "still open"
+
+
+async def test_cancel_before_text_names_nobody(gateway: Gateway) -> None:
+    slow_start = {**SLOW_BACKEND, "name": "late", "chunk_delay": 0, "first_token_delay": 30, "models": [{"name": "late"}]}
+    async with run_gateway(gateway_config(slow_start)) as running:
+        async with connect(running.url.replace("http", "ws", 1) + "/ws/chat") as connection:
+            await connection.send(request("early", "late", "go"))
+            await connection.send(json.dumps({"type": "cancel", "id": "early"}))
+            messages = await receive_until_done(connection, "early")
+
+    done = messages[-1]
+    assert done["reason"] == "cancelled"
+    assert done["served_by"] == ""
+    assert done["model"] == ""
+
+
+async def test_cancel_after_fallback_names_serving_model() -> None:
+    failing = {"name": "broken", "kind": "scripted", "models": [{"name": "first", "fallback": ["slow"]}], "replies": [{"error": "overloaded"}]}
+    async with run_gateway(gateway_config(failing, SLOW_BACKEND)) as running:
+        async with connect(running.url.replace("http", "ws", 1) + "/ws/chat") as connection:
+            await connection.send(request("fb", "first", "go"))
+            while (await receive(connection))["type"] != "delta":
+                pass
+            await connection.send(json.dumps({"type": "cancel", "id": "fb"}))
+            messages = await receive_until_done(connection, "fb")
+
+    done = messages[-1]
+    assert done["reason"] == "cancelled"
+    assert done["served_by"] == "slow/slow"
+    assert done["backend"] == "slow"
+    assert done["model"] == "slow"
 
 
 async def test_cancel_closes_upstream_request(ws: ClientConnection, openai_server: FakeOpenAIServer) -> None:

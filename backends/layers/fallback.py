@@ -202,6 +202,7 @@ class FallbackLayer(Backend):
                 message=messages.text(
                     notice_key, request.language, model=step.model, error=last_error.short, next=following
                 ),
+                model=following or "",
             )
 
         if last_error is not None and not self._may_end_canned(request, user_error):
