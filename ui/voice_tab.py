@@ -53,6 +53,20 @@ def is_audio_file(path: str) -> bool:
     return (mime is not None and mime.startswith("audio/")) or Path(path).suffix.lower() in AUDIO_EXTENSIONS
 
 
+def split_attachments(value: Any) -> tuple[list[Any], list[str]]:
+    """Return the file paths of a chat textbox value and, of those, the audio files."""
+    files = [item.get("path") if isinstance(item, dict) else item for item in (value or {}).get("files") or []]
+    audio = [str(path) for path in files if path and is_audio_file(str(path))]
+    return files, audio
+
+
+def require_audio(value: Any) -> None:
+    """Stop the event chain, without a message, when a chat textbox value has no audio file."""
+    _, audio = split_attachments(value)
+    if not audio:
+        raise gr.Error("no audio file attached", visible=False, print_exception=False)
+
+
 def status_text(status: TranscriptionStatus, language: str) -> str:
     if status.state == "queued":
         return translate("voice.status.queued", language, position=status.position)
@@ -170,11 +184,10 @@ class VoiceHandlers:
     ) -> AsyncIterator[tuple[Any, Any]]:
         """Replace an audio file in the chat textbox by its transcript; send it when autosend is on.
 
-        Yields (chat textbox, chatbot). Typing also fires this handler, which
-        then returns at once.
+        Yields (chat textbox, chatbot). Runs after `require_audio` found an
+        audio file in the box, and returns at once if the box no longer has any.
         """
-        files = [item.get("path") if isinstance(item, dict) else item for item in (value or {}).get("files") or []]
-        audio = [str(path) for path in files if path and is_audio_file(str(path))]
+        files, audio = split_attachments(value)
         if not audio or self.services.transcriber is None:
             yield gr.skip(), gr.skip()
             return
@@ -297,7 +310,20 @@ def attach_voice_input(chat_tab: Any, handlers: VoiceHandlers, language: gr.Radi
     textbox = chat_tab.textbox
 
     request_inputs = [chat_tab.model, chat_tab.system_prompt, *chat_tab.sampling.components()]
+
+    # Typing must not start a queued event. Gradio 6.31 can close a session's
+    # event stream when one event completes just as the next one joins, and
+    # the Send that follows the last keystroke then never shows its result.
+    # So a request outside the queue looks for audio on each change, and only
+    # when it finds some does the queued transcription start.
     textbox.change(
+        require_audio,
+        [textbox],
+        None,
+        queue=False,
+        show_progress="hidden",
+        api_visibility="undocumented",
+    ).success(
         handlers.chat_audio,
         [textbox, language, autosend, chat_tab.chatbot, *request_inputs],
         [textbox, chat_tab.chatbot],

@@ -16,9 +16,7 @@ pytestmark = pytest.mark.browser
 FIRST_TOKEN_DELAY_S = 60
 
 # Gradio marks an event's outputs with this status element when the event failed.
-# NOTE: only the chatbot is checked. The input box can still show the error now
-# and then, when the speech hook that its clearing fires overlaps the cancel.
-ERROR_STATUS = "#parley-chatbot .error"
+ERROR_STATUS = "#parley-chatbot .error, #parley-input .error"
 
 
 @pytest.fixture(scope="module")
