@@ -34,14 +34,17 @@ def test_audio_file_lets_chain_run() -> None:
     assert require_audio({"text": "note:", "files": [{"path": "/tmp/upload/clip.webm"}, "/tmp/upload/photo.png"]}) is None
 
 
-def test_chat_box_change_skips_queue(tmp_path: Path) -> None:
+def build_page(cache_dir: Path) -> tuple[gr.Blocks, UIServices]:
     raw = {"backends": [{"name": "script", "kind": "scripted", "models": [{"name": "echo"}]}]}
     config = parse_config(raw, source="test config", env={})
     # The transcriber is never started: building the page needs only its presence.
-    transcriber = Transcriber(AudioSettings(cache_dir=tmp_path))
+    transcriber = Transcriber(AudioSettings(cache_dir=cache_dir))
     services = UIServices(router=build_router(config, BackendContext()), settings=config.ui, transcriber=transcriber)
+    return build_blocks(services), services
 
-    blocks = build_blocks(services)
+
+def test_chat_box_change_skips_queue(tmp_path: Path) -> None:
+    blocks, services = build_page(tmp_path)
 
     textbox_id = services.chat_tab.textbox._id
     on_change = [fn for fn in blocks.fns.values() if (textbox_id, "change") in fn.targets]
@@ -52,3 +55,14 @@ def test_chat_box_change_skips_queue(tmp_path: Path) -> None:
     assert transcribe[0].queue is not False
     assert transcribe[0].trigger_after == on_change[0]._id
     assert transcribe[0].trigger_only_on_success is True
+
+
+def test_voice_triggers_share_one_listener(tmp_path: Path) -> None:
+    blocks, _ = build_page(tmp_path)
+
+    listeners = [fn for fn in blocks.fns.values() if fn.name == "transcribe"]
+
+    assert len(listeners) == 1
+    assert sorted(event for _, event in listeners[0].targets) == ["click", "stop_recording", "upload"]
+    assert listeners[0].trigger_mode == "once"
+    assert listeners[0].api_name == "transcribe"

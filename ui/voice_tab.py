@@ -277,17 +277,19 @@ def build_voice_tab(services: UIServices) -> VoiceTab:
     limit = services.settings.concurrency_limit
     outputs = [status, transcript, recent_state, recent]
     inputs = [audio, language, recent_state]
-    transcribe.click(handlers.transcribe, inputs, outputs, api_name="transcribe", concurrency_limit=limit, concurrency_id="voice")
-    # A finished recording or an upload is transcribed at once.
-    for trigger in (audio.stop_recording, audio.upload):
-        trigger(
-            handlers.transcribe,
-            inputs,
-            outputs,
-            api_visibility="undocumented",
-            concurrency_limit=limit,
-            concurrency_id="voice",
-        )
+    # A finished recording or an upload is transcribed at once. One listener for
+    # all three triggers, so a Transcribe click while that run is still going is
+    # ignored instead of running it again (and showing any error twice).
+    gr.on(
+        [transcribe.click, audio.stop_recording, audio.upload],
+        handlers.transcribe,
+        inputs,
+        outputs,
+        api_name="transcribe",
+        trigger_mode="once",
+        concurrency_limit=limit,
+        concurrency_id="voice",
+    )
     recent.select(handlers.replay, [recent, recent_state], [audio, transcript], queue=False, api_visibility="undocumented")
 
     if chat_tab is not None and send is not None:
