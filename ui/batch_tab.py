@@ -297,7 +297,10 @@ def build_batch_tab(services: UIServices) -> None:
 
     private: dict[str, Any] = {"queue": False, "api_visibility": "private"}
     gr.on(triggers=None, fn=localise, inputs=None, outputs=[preset, jobs, table], **private)
-    upload.change(describe_upload, [upload], [parsed_note], api_visibility="private")
+    # Outside the queue: Gradio 6.31 can drop the result of a queued event that
+    # joins just as the session's previous one completes, which left the note's
+    # spinner running after a Start click without a file.
+    upload.change(describe_upload, [upload], [parsed_note], **private)
     jobs.focus(list_jobs, None, [jobs], **private)
     view_outputs = [status, progress, table, timer, files, jobs]
     jobs.input(lambda chosen: chosen, [jobs], [job_id], **private).then(
