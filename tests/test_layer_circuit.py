@@ -114,9 +114,11 @@ async def test_half_open_probe_success_closes() -> None:
     for _ in range(4):
         await call(layer)
 
-    clock.advance(29)
-    assert isinstance(await call(layer), CircuitOpenError)
-    clock.advance(1)
+    clock.advance(29.4)
+    cooling = await call(layer)
+    assert isinstance(cooling, CircuitOpenError)
+    assert "skipped for another 1 s after" in str(cooling)
+    clock.advance(0.6)
     probe = layer.stream(request())
     first = await anext(probe)
     gauge_while_probing = state(metrics)
@@ -126,6 +128,7 @@ async def test_half_open_probe_success_closes() -> None:
     assert isinstance(first, TextDelta)
     assert gauge_while_probing == 1
     assert isinstance(second_while_probing, CircuitOpenError)
+    assert "while one probe request checks whether it has recovered" in str(second_while_probing)
     assert len(rest) > 0
     assert layer.breaker.state == "closed"
     assert state(metrics) == 0

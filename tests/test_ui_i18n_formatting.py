@@ -8,6 +8,7 @@ from backends import errors
 from backends.errors import ERROR_CODES, InputTooLargeError, NotFoundError, ParleyError, RateLimitedError
 from backends.types import Finished, Usage
 from ui.formatting import escape_html, served_by, stats_line, unescape_html
+from backends.layers.errors import CircuitOpenError
 from ui.i18n import STRINGS, build_i18n, language_from_header, translate, translate_error
 from ui.reply import ThinkTagSplitter
 
@@ -35,6 +36,16 @@ def test_translated_error_differs_by_language(code: str) -> None:
     assert english.startswith("b/m: ")
     assert chinese.startswith("b/m: ")
     assert english != chinese
+
+
+def test_circuit_open_reads_chinese_with_cause() -> None:
+    error = CircuitOpenError("fakeup is skipped for another 24 s after 503", backend="fakeup", endpoint="fakeup", cause="503")
+
+    chinese = translate_error(error, "zh-CN")
+
+    assert chinese.startswith("fakeup: ")
+    assert "出现 503 后暂时被跳过" in chinese
+    assert "skipped" not in chinese
 
 
 def test_i18n_tables_select_chinese_for_zh_variants() -> None:

@@ -277,6 +277,18 @@ STRINGS: dict[str, dict[str, str]] = {
         "en": "The speech model could not be loaded ({reason}). Check audio.model in the config and the server log.",
         "zh-CN": "语音模型无法加载（{reason}）。请检查配置中的 audio.model 和服务器日志。",
     },
+    "error.circuit_open": {
+        "en": "The model server failed repeatedly and is skipped for a while. Retry later or pick another model.",
+        "zh-CN": "模型服务多次失败，暂时被跳过。请稍后重试，或换一个模型。",
+    },
+    "error.circuit_open+cause": {
+        "en": "The model server is skipped for a while after {cause}. For 401 or 402, check the API key or the account balance; otherwise retry later or pick another model.",
+        "zh-CN": "模型服务在出现 {cause} 后暂时被跳过。如果是 401 或 402，请检查 API 密钥或账户余额；否则请稍后重试，或换一个模型。",
+    },
+    "error.throttled": {
+        "en": "Every server of this model is at its request rate limit. Wait a moment and retry, or raise requests_per_second in the config.",
+        "zh-CN": "该模型的所有服务都已达到请求速率上限。请稍等片刻再试，或在配置中提高 requests_per_second。",
+    },
     "error.unknown": {
         "en": "{detail}. {fix}",
         "zh-CN": "出错了（{code}）：{detail}。{fix}",

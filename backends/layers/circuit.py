@@ -7,6 +7,7 @@ reports the outcome of every request it sent there.
 from __future__ import annotations
 
 import logging
+import math
 from collections import deque
 from typing import Literal
 
@@ -103,8 +104,14 @@ class CircuitBreaker:
             remaining = max(self._cooldown - (self._clock.monotonic() - self._opened_at), 0.0)
         cause = str(self._cause.short) if self._cause else "repeated failures"
         fix = self._cause.fix if isinstance(self._cause, (AuthError, InsufficientBalanceError)) else None
+        # Past the cooldown the circuit is half-open, and requests are turned away
+        # only while the one probe request is in flight.
+        if remaining > 0:
+            detail = f"{self.endpoint} is skipped for another {math.ceil(remaining)} s after {cause}"
+        else:
+            detail = f"{self.endpoint} is skipped after {cause} while one probe request checks whether it has recovered"
         return CircuitOpenError(
-            f"{self.endpoint} is skipped for another {remaining:.0f} s after {cause}",
+            detail,
             backend=self.endpoint,
             fix=fix,
             endpoint=self.endpoint,
