@@ -243,7 +243,7 @@ class ChatSession:
 
 @dataclasses.dataclass
 class _Progress:
-    """Who is serving one request so far, for the `done` message that confirms a cancel."""
+    """The model and backend serving one request so far, for the `done` message that confirms a cancel."""
 
     model: str
     # Whether text or reasoning reached the client: only then did a model serve anything.

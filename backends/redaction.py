@@ -22,7 +22,7 @@ MASK = "***"
 # protects nothing, so it is left to the shape patterns.
 MIN_SECRET_CHARS = 6
 
-# Each pattern keeps its group "keep" and masks the rest of the match.
+# Each pattern keeps its named group (scheme, name or user), if it has one, and masks the rest of the match.
 _CREDENTIAL_SHAPES = re.compile(
     "|".join(
         (
@@ -42,8 +42,8 @@ _CREDENTIAL_SHAPES = re.compile(
 
 
 def _mask_shape(match: re.Match[str]) -> str:
-    kept = match.group("scheme") or match.group("name") or match.group("user") or ""
-    return kept + MASK
+    prefix = match.group("scheme") or match.group("name") or match.group("user") or ""
+    return prefix + MASK
 
 
 class Redactor:

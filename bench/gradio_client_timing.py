@@ -3,7 +3,7 @@
 gradio_client 2.7.2 hands a job's messages from its stream reader thread
 to a polling thread through a deque per event id
 (`Client.pending_messages_per_event`). `TimedDeques` replaces that
-dict from the outside, so a benchmark sees when the reader appended each
+dict from the outside, so a benchmark records when the reader appended each
 message and when the poller took it, without changing the library.
 """
 

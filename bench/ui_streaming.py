@@ -45,9 +45,7 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -62,6 +60,7 @@ from gradio_client import Client
 # Modules next to this script.
 import queue_protocol
 from gradio_client_timing import TimedDeques, stamps_of
+from processes import free_port, run_process, wait_until_idle
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -189,50 +188,16 @@ def serve_anchor(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def server_process(config: dict[str, Any] | None) -> Iterator[tuple[str, psutil.Process]]:
     """Run the Parley app built from `config` (or the bare Gradio anchor when None) in a child process."""
     port = free_port()
     mode = ["--serve", json.dumps(config)] if config is not None else ["--serve-anchor"]
     args = [sys.executable, str(Path(__file__).resolve()), *mode, "--port", str(port)]
-    child = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/config", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start on {url}")
-            time.sleep(0.2)
-        process = psutil.Process(child.pid)
-        wait_until_idle(process)
-        yield url, process
-    finally:
-        child.terminate()
-        try:
-            child.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            child.kill()
-
-
-def wait_until_idle(process: psutil.Process, *, limit: float = 90.0) -> None:
-    """Wait until the server uses under 10% of a core over one second (Parley loads Whisper in the background at start)."""
-    deadline = time.monotonic() + limit
-    process.cpu_percent(None)
-    while time.monotonic() < deadline:
-        if process.cpu_percent(1.0) < 10:
-            return
-    print(f"warning: the server was still busy {limit:.0f} s after start", file=sys.stderr)
+    with run_process(args, url + "/config") as pid:
+        wait_until_idle(pid)
+        yield url, psutil.Process(pid)
 
 
 def answer(history: list[dict[str, Any]]) -> str:
@@ -357,7 +322,7 @@ def measure_concurrency(url: str, users: int, process: psutil.Process) -> dict[s
     one loop reads each job's outputs every 5 ms instead.
     """
     clients = [Client(url + "/", verbose=False) for _ in range(users)]
-    wait_until_idle(process)
+    wait_until_idle(process.pid)
     cpu_before = process.cpu_times()
     client_cpu_before = time.process_time()
     jobs: list[Any] = []
@@ -437,7 +402,7 @@ def measure_overhead_protocol(url: str, requests: int, *, anchor: bool = False) 
 
 def measure_concurrency_protocol(url: str, users: int, process: psutil.Process) -> dict[str, float]:
     """(b) with the browser-style client: every user joins at the same moment and reads its own event stream."""
-    wait_until_idle(process)
+    wait_until_idle(process.pid)
     cpu_before = process.cpu_times()
     texts = [f"three hundred tokens for protocol user {number}" for number in range(users)]
     timelines = asyncio.run(protocol_calls(url, texts, together=True))

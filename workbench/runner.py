@@ -166,8 +166,9 @@ class RunRecorder:
         self.first_token_at = None
         self.chunks = 0
         self.reported_tokens = None
-        self.fail(CannedReplyError(f"no model answered, the fallback chain ended in the canned reply after {failures}",
-                                   failures=failures))
+        self.fail(
+            CannedReplyError(f"no model replied: the fallback chain ended in the canned reply after {failures}", failures=failures)
+        )
 
     def fail(self, error: ParleyError) -> None:
         self.error = error

@@ -206,7 +206,7 @@ class FallbackLayer(Backend):
             )
 
         if last_error is not None and not self._may_end_canned(request, user_error):
-            # A fixable failure outranks a later model's outage: it says what to change.
+            # A fixable failure outranks a later model's outage, because its message names what to change.
             raised = user_error or last_error
             raised.params["failures"] = tuple(failures)
             raise raised

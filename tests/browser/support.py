@@ -46,8 +46,8 @@ def open_page(url: str, *, locale: str) -> Iterator[Any]:
 def send_message(page: Any, text: str, *, wait_for_echo: bool = True) -> None:
     """Type `text` into the chat input and press Enter.
 
-    Checks that the box contains the text before Enter, so a failure tells a
-    lost keystroke apart from a lost message. With `wait_for_echo`, waits
+    Checks that the box contains the text before Enter, so a failure
+    shows whether the typed text or the sent message was lost. With `wait_for_echo`, waits
     until the chat shows one more user message, and on a timeout reports
     what the input box and the toasts hold.
     """
