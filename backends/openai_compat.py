@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Any, Literal
@@ -514,9 +515,14 @@ def create(settings: BackendSettings, context: BackendContext) -> OpenAIBackend:
     timeouts = settings.timeouts
     # Read timeouts are kept per content delta by the backend, so httpx only
     # bounds connecting and waiting for a pooled connection.
+    # One client serves every user's requests, so a cookie that the upstream
+    # (or a load balancer in front of it) sets for one request must not be
+    # sent with the next: the jar's policy accepts no domain.
+    no_cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
     client = httpx.AsyncClient(
         transport=context.http_transport,
         headers=headers,
+        cookies=no_cookies,
         timeout=httpx.Timeout(connect=timeouts.connect, read=None, write=timeouts.total, pool=timeouts.connect),
         limits=httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections),
     )

@@ -949,3 +949,16 @@ def test_parse_retry_after_future_date() -> None:
 )
 def test_failure_from_object_status(error: Any, status: int) -> None:
     assert failure_from_object(error).status == status
+
+
+async def test_upstream_cookies_not_sent_back(openai_server: FakeOpenAIServer) -> None:
+    backend = make_backend(openai_server)
+    openai_server.script(Behaviour(headers={"Set-Cookie": "session=user-one; Path=/"}), Behaviour())
+
+    await collect(backend, ask())
+    await collect(backend, ask())
+    await backend.aclose()
+
+    first, second = openai_server.chat_requests
+    assert "cookie" not in first.headers
+    assert "cookie" not in second.headers
