@@ -16,7 +16,7 @@ import json
 import statistics
 from contextvars import ContextVar
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import Any
 
 import httpx
@@ -28,11 +28,29 @@ _RECORD: ContextVar[dict[str, float] | None] = ContextVar("stage_record", defaul
 def thread_cpu_and_wait() -> tuple[float, float]:
     """Return the calling thread's seconds on a CPU and seconds runnable but waiting for one.
 
-    Reads /proc/thread-self/schedstat, so it works on Linux only.
+    The CPU time comes from the thread's CPU clock. The wait comes from
+    /proc/thread-self/schedstat, which the kernel updates each time the thread
+    gets a CPU, so it is exact whenever the thread itself reads it. Linux only.
     """
     with open("/proc/thread-self/schedstat") as stats:
-        on_cpu, waiting, _slices = stats.read().split()
-    return int(on_cpu) / 1e9, int(waiting) / 1e9
+        _on_cpu, waiting, _slices = stats.read().split()
+    return thread_time(), int(waiting) / 1e9
+
+
+def thread_sleeps() -> int:
+    """Return how often the calling thread has blocked so far (its voluntary context switches)."""
+    with open("/proc/thread-self/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
+
+
+def mark(record: dict[str, float], key: str) -> None:
+    """Record the moment `key`, with this thread's CPU seconds, run-queue seconds and sleeps so far."""
+    record[key] = perf_counter()
+    record[f"{key}_cpu"], record[f"{key}_wait"] = thread_cpu_and_wait()
+    record[f"{key}_sleeps"] = thread_sleeps()
 
 
 class TimedTransport(httpx.AsyncHTTPTransport):
@@ -41,10 +59,10 @@ class TimedTransport(httpx.AsyncHTTPTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         record = _RECORD.get()
         if record is not None:
-            record["upstream_sent"] = perf_counter()
+            mark(record, "upstream_sent")
         response = await super().handle_async_request(request)
         if record is not None:
-            record["upstream_headers"] = perf_counter()
+            mark(record, "upstream_headers")
         return response
 
 
@@ -61,14 +79,14 @@ class StageRecorder:
             await self.app(scope, receive, send)
             return
 
-        record: dict[str, float] = {"arrived": perf_counter()}
-        cpu_at_arrival, wait_at_arrival = thread_cpu_and_wait()
+        record: dict[str, float] = {}
+        mark(record, "arrived")
         token = _RECORD.set(record)
 
         async def timed_receive() -> dict[str, Any]:
             message: dict[str, Any] = await receive()
             if message["type"] == "http.request" and "body_read" not in record:
-                record["body_read"] = perf_counter()
+                mark(record, "body_read")
             return message
 
         async def timed_send(message: dict[str, Any]) -> None:
@@ -76,10 +94,9 @@ class StageRecorder:
             if message["type"] == "http.response.start":
                 record["response_started"] = perf_counter()
             elif message["type"] == "http.response.body" and message.get("body") and "first_body_sent" not in record:
-                record["first_body_sent"] = perf_counter()
-                cpu, wait = thread_cpu_and_wait()
-                record["gateway_cpu"] = cpu - cpu_at_arrival
-                record["gateway_wait"] = wait - wait_at_arrival
+                mark(record, "first_body_sent")
+                record["gateway_cpu"] = record["first_body_sent_cpu"] - record["arrived_cpu"]
+                record["gateway_wait"] = record["first_body_sent_wait"] - record["arrived_wait"]
 
         try:
             await self.app(scope, timed_receive, timed_send)
@@ -116,14 +133,23 @@ def print_stage_split(direct: list[dict[str, float]], gateway: list[dict[str, fl
     print()
     print(f"Stage split, openai SDK client, median of {len(gateway)} interleaved runs of (c) and (d), load average {load:.2f}")
     print()
-    print(f"| {'stage':<78} | {'ms':>6} |")
-    print(f"|{'-' * 80}|{'-' * 7}:|")
-    rows = [
-        ("(c) SDK direct to the upstream: time to the first chunk", median_ms(direct, "sent", "first_chunk")),
-        ("(d) SDK through the gateway: time to the first chunk", median_ms(gateway, "sent", "first_chunk")),
+    print("For the stages inside the gateway, the last three columns are its event-loop thread's")
+    print("CPU time, its wait in the run queue for a CPU, and the share of runs in which it blocked")
+    print("(went to sleep) at least once.")
+    print()
+    print(f"| {'stage':<78} | {'ms':>6} | {'CPU ms':>6} | {'wait ms':>7} | {'blocked':>7} |")
+    print(f"|{'-' * 80}|{'-' * 7}:|{'-' * 7}:|{'-' * 8}:|{'-' * 8}:|")
+    rows: list[tuple[str, float, tuple[float, float, float] | None]] = [
+        ("(c) SDK direct to the upstream: time to the first chunk", median_ms(direct, "sent", "first_chunk"), None),
+        ("(d) SDK through the gateway: time to the first chunk", median_ms(gateway, "sent", "first_chunk"), None),
     ]
-    rows += [(f"(d) {label}", median_ms(gateway, start, end)) for label, start, end in STAGES]
-    rows += [
+    for label, start, end in STAGES:
+        inside: tuple[float, float, float] | None = None
+        if f"{start}_cpu" in gateway[0] and f"{end}_cpu" in gateway[0]:
+            blocked = sum(record[f"{end}_sleeps"] > record[f"{start}_sleeps"] for record in gateway) / len(gateway)
+            inside = (median_ms(gateway, f"{start}_cpu", f"{end}_cpu"), median_ms(gateway, f"{start}_wait", f"{end}_wait"), blocked)
+        rows.append((f"(d) {label}", median_ms(gateway, start, end), inside))
+    totals = [
         ("(c) client's run-queue wait until the first chunk", statistics.median(r["client_wait"] for r in direct) * 1000),
         ("(d) client's run-queue wait until the first chunk", statistics.median(r["client_wait"] for r in gateway) * 1000),
         ("(c) client's CPU time until the first chunk", statistics.median(r["client_cpu"] for r in direct) * 1000),
@@ -131,5 +157,8 @@ def print_stage_split(direct: list[dict[str, float]], gateway: list[dict[str, fl
         ("(d) gateway's CPU time, request arrival to first body write", statistics.median(r["gateway_cpu"] for r in gateway) * 1000),
         ("(d) gateway's run-queue wait, request arrival to first body write", statistics.median(r["gateway_wait"] for r in gateway) * 1000),
     ]
-    for label, value in rows:
-        print(f"| {label:<78} | {value:>6.2f} |")
+    rows += [(label, value, None) for label, value in totals]
+
+    for label, value, inside in rows:
+        extra = f"{inside[0]:>6.2f} | {inside[1]:>7.2f} | {inside[2]:>7.0%}" if inside else f"{'':>6} | {'':>7} | {'':>7}"
+        print(f"| {label:<78} | {value:>6.2f} | {extra} |")
