@@ -206,12 +206,12 @@ class ChatSession:
 
     def _cancelled_message(self, request_id: str, progress: _Progress) -> ws_protocol.DoneMessage:
         if not progress.delivered:
-            return ws_protocol.cancelled_message(request_id)
+            return ws_protocol.cancelled_message(request_id, failures=progress.failures)
         try:
             backend = self._services.router.info(progress.model).backend
         except NotFoundError:
             backend = ""
-        return ws_protocol.cancelled_message(request_id, backend=backend, model=progress.model)
+        return ws_protocol.cancelled_message(request_id, backend=backend, model=progress.model, failures=progress.failures)
 
     def _cancel(self, request_id: str) -> None:
         # A cancel for an id not in flight races with the end of that request and is ignored.
@@ -243,18 +243,21 @@ class ChatSession:
 
 @dataclasses.dataclass
 class _Progress:
-    """The model and backend serving one request so far, for the `done` message that confirms a cancel."""
+    """The model serving one request so far and the failures before it, for the `done` message that confirms a cancel."""
 
     model: str
     # Whether text or reasoning reached the client: only then did a model serve anything.
     delivered: bool = False
+    failures: tuple[str, ...] = ()
 
     def note(self, event: Event) -> None:
         if isinstance(event, TextDelta | ReasoningDelta):
             self.delivered = True
-        elif isinstance(event, Notice) and event.kind == "falling_back" and event.model:
-            # Fallback switches models only before the first token.
-            self.model = event.model
+        elif isinstance(event, Notice) and event.kind == "falling_back":
+            self.failures = event.failures
+            if event.model:
+                # Fallback switches models only before the first token.
+                self.model = event.model
 
 
 def _encode_event(event: Event, request_id: str) -> str:

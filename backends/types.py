@@ -143,6 +143,8 @@ class Notice:
     # For "falling_back": the model tried next, so a caller can tell who serves the reply
     # before its Finished event; empty when the canned reply comes next.
     model: str = ""
+    # For "falling_back": every failure so far, as in `Finished.failures`.
+    failures: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

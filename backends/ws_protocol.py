@@ -369,10 +369,22 @@ def event_to_message(event: Event, request_id: str) -> _Message:
     )
 
 
-def cancelled_message(request_id: str, backend: str = "", model: str = "") -> DoneMessage:
-    """Build the `done` message that confirms a cancel; `backend` and `model` name who served the text so far."""
-    served_by = f"{backend}/{model}" if backend and model else model
-    return DoneMessage(type="done", id=request_id, reason="cancelled", served_by=served_by, backend=backend, model=model)
+def cancelled_message(request_id: str, backend: str = "", model: str = "", failures: tuple[str, ...] = ()) -> DoneMessage:
+    """Build the `done` message that confirms a cancel.
+
+    `backend` and `model` name who served the text so far, and are empty when
+    no text arrived. `failures` lists the models that failed before it.
+    """
+    served_by = Finished(reason="cancelled", backend=backend, model=model, failures=failures).served_by if model else ""
+    return DoneMessage(
+        type="done",
+        id=request_id,
+        reason="cancelled",
+        served_by=served_by,
+        backend=backend,
+        model=model,
+        failures=list(failures),
+    )
 
 
 def message_to_event(message: DeltaMessage | ReasoningMessage | UsageMessage | NoticeMessage | DoneMessage) -> Event:

@@ -131,9 +131,11 @@ async def test_cancel_after_fallback_names_serving_model() -> None:
 
     done = messages[-1]
     assert done["reason"] == "cancelled"
-    assert done["served_by"] == "slow/slow"
+    assert done["served_by"].startswith("slow/slow after first: ")
     assert done["backend"] == "slow"
     assert done["model"] == "slow"
+    assert len(done["failures"]) == 1
+    assert done["failures"][0].startswith("first: ")
 
 
 async def test_cancel_closes_upstream_request(ws: ClientConnection, openai_server: FakeOpenAIServer) -> None:

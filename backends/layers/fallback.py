@@ -203,6 +203,7 @@ class FallbackLayer(Backend):
                     notice_key, request.language, model=step.model, error=last_error.short, next=following
                 ),
                 model=following or "",
+                failures=tuple(failures),
             )
 
         if last_error is not None and not self._may_end_canned(request, user_error):
