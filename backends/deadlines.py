@@ -97,15 +97,17 @@ class Deadlines:
 
     async def read(self, chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
         """Yield chunks until the body ends; raises UpstreamTimeoutError when a deadline passes."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
         loop = self._loop
-        cancelling = task.cancelling()
         try:
             while True:
                 if self._handle is None:
                     self._arm()
+                # Each read may run in another task: the gateway reads the first
+                # event in one task and streams the rest of the reply from another.
+                task = asyncio.current_task()
+                assert task is not None
+                self._task = task
+                cancelling = task.cancelling()
                 self._reading = True
                 try:
                     chunk = await anext(chunks)

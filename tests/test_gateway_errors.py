@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 from tests.gateway_setup import SCRIPTED_BACKEND, Gateway, closed_port, gateway_config, openai_backend, run_gateway
 
 PNG_URL = "data:image/png;base64," + base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
@@ -331,3 +332,22 @@ async def test_fallback_notice_precedes_reply() -> None:
     assert '"role":"assistant","content":"hello"' in lines[1]
     assert ": served by spare/second after first: overloaded" in lines
     assert lines[-1] == "data: [DONE]"
+
+
+async def test_stall_after_first_token_times_out(openai_server: FakeOpenAIServer) -> None:
+    # The gateway reads the first event before the response starts. It reads the
+    # rest in another task while it streams, and the chunk-gap deadline must hold there too.
+    stalling = openai_backend("stalling", openai_server.base_url, "stall-chat", timeouts={"chunk_gap": 0.3, "total": 60})
+    openai_server.script(Behaviour(chunks=("first ", "second"), chunk_delay=30))
+
+    async with run_gateway(gateway_config(stalling)) as running:
+        async with httpx.AsyncClient(base_url=running.v1, timeout=60) as client:
+            body = {"model": "stall-chat", "stream": True, "messages": [{"role": "user", "content": "go"}]}
+            async with client.stream("POST", "/chat/completions", json=body) as response:
+                lines = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+
+    assert "first " in lines[0]
+    assert "second" not in "".join(lines)
+    error = json.loads(lines[-1].removeprefix("data: "))["error"]
+    assert error["code"] == "stream_incomplete"
+    assert "interrupted (timeout)" in error["message"]
