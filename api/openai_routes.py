@@ -60,7 +60,7 @@ def model_object(info: ModelInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models")
+@router.api_route("/v1/models", methods=["GET", "HEAD"])
 async def list_models(request: Request) -> JSONResponse:
     services = api_services(request)
     services.authorize(request)
@@ -69,7 +69,7 @@ async def list_models(request: Request) -> JSONResponse:
     return JSONResponse({"object": "list", "data": data})
 
 
-@router.get("/v1/models/{model:path}")
+@router.api_route("/v1/models/{model:path}", methods=["GET", "HEAD"])
 async def get_model(request: Request, model: str) -> JSONResponse:
     services = api_services(request)
     services.authorize(request)
@@ -232,5 +232,22 @@ async def unknown_endpoint(request: Request, path: str) -> Response:
         )
     raise NotFoundError(
         f"{request.method} {target} is not an endpoint of Parley",
-        fix="Use GET /v1/models or POST /v1/chat/completions.",
+        fix="Use GET /v1/models, POST /v1/chat/completions or POST /v1/audio/transcriptions.",
     )
+
+
+# OpenAI's paths without the /v1 prefix: what a client sends when its base URL
+# lacks /v1. Without these routes the UI mounted at "/" would handle them.
+_UNPREFIXED_PATHS = ("/chat/completions", "/completions", "/models", "/models/{model:path}", "/embeddings", "/audio/transcriptions")
+
+
+async def unprefixed_endpoint(request: Request) -> Response:
+    base_url = f"{request.url.scheme}://{request.url.netloc}/v1"
+    raise NotFoundError(
+        f"{request.method} {request.url.path} is not an endpoint of Parley: its OpenAI-compatible API is under /v1",
+        fix=f"Set the client's base URL to {base_url}.",
+    )
+
+
+for _path in _UNPREFIXED_PATHS:
+    fallback_router.add_api_route(_path, unprefixed_endpoint, methods=["GET", "HEAD", "POST"], include_in_schema=False)

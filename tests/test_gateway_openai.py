@@ -303,3 +303,25 @@ async def test_accept_language_sets_request_language(gateway: Gateway) -> None:
         await http.post("/chat/completions", json=body)
 
     assert [request.language for request in gateway.scripted().received] == ["zh-CN", "en", "en"]
+
+
+async def test_path_without_v1_names_base_url(gateway: Gateway) -> None:
+    root = gateway.v1.removesuffix("/v1")
+
+    async with httpx.AsyncClient() as http:
+        chat = await http.post(f"{root}/chat/completions", json={"model": "echo", "messages": []})
+        models = await http.get(f"{root}/models")
+
+    for response in (chat, models):
+        assert response.status_code == 404
+        error = response.json()["error"]
+        assert error["code"] == "not_found"
+        assert f"base URL to {gateway.v1}" in error["message"]
+
+
+async def test_head_models_is_200(gateway: Gateway) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.head(f"{gateway.v1}/models")
+
+    assert response.status_code == 200
+    assert response.content == b""
