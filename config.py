@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from pydantic import BaseModel, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from backends.errors import ConfigError
+from backends.layers.fallback import expand_chains
 from backends.layers.settings import ResilienceSettings
 from backends.registry import settings_class
 from backends.settings import BackendSettings, StrictModel
@@ -128,7 +129,25 @@ class AppConfig(StrictModel):
                         f"model {model.name!r} falls back to {', '.join(map(repr, unknown))}, which no backend "
                         f"serves; configured models: {', '.join(sorted(owners))}"
                     )
+
+        # The router expands these chains again when it is built. Expanding them here lets a loop error name the file.
+        fallbacks = {model.name: model.fallback for backend in backends for model in backend.models}
+        try:
+            expand_chains(fallbacks, owners)
+        except ConfigError as exc:
+            raise ValueError(f"{exc.detail}. {exc.fix}") from exc
         return backends
+
+    @model_validator(mode="after")
+    def _check_default_model(self) -> AppConfig:
+        default = self.ui.default_model
+        # No backends: their tables were invalid and are reported on their own.
+        if default is not None and self.backends and default not in self.model_names():
+            raise ValueError(
+                f"ui.default_model is {default!r}, which no backend serves; configured models: "
+                f"{', '.join(self.model_names())}. Set it to one of them, or remove it to pick the first"
+            )
+        return self
 
     def model_names(self) -> list[str]:
         return [model.name for backend in self.backends for model in backend.models]
@@ -200,22 +219,33 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> AppC
 
 
 def parse_config(raw: Mapping[str, Any], *, source: str, env: Mapping[str, str]) -> AppConfig:
-    """Validate parsed TOML; `source` names the file in error messages."""
+    """Validate parsed TOML; `source` names the file in error messages.
+
+    The one ConfigError raised lists every mistake found: those of each
+    `[[backends]]` table and those of the other sections.
+    """
+    problems = _Problems(source)
     data = dict(raw)
     tables = data.get("backends")
     if tables is None:
         tables = default_backend_tables(env)
     elif not isinstance(tables, list):
-        raise ConfigError(
-            f"backends in {source} must be an array of tables",
-            fix="Write each backend as its own [[backends]] table.",
-        )
-    data["backends"] = [_parse_backend(table, index, source) for index, table in enumerate(tables)]
+        problems.add("backends must be an array of tables", fix="Write each backend as its own [[backends]] table.")
+        tables = []
+    backends = [_parse_backend(table, index, problems) for index, table in enumerate(tables)]
 
+    if problems:
+        # Check the other sections too. Checks that span backends (names, fallbacks,
+        # ui.default_model) wait until every table is valid.
+        data.pop("backends", None)
+    else:
+        data["backends"] = backends
     try:
         config = AppConfig.model_validate(data)
     except ValidationError as exc:
-        raise _config_error(exc, AppConfig, prefix=(), source=source) from exc
+        problems.add_validation_error(exc, AppConfig, prefix=())
+    if problems:
+        raise problems.error()
 
     config._source = source
     return config
@@ -267,59 +297,77 @@ def default_backend_tables(env: Mapping[str, str]) -> list[dict[str, Any]]:
     return tables
 
 
-def _parse_backend(table: Any, index: int, source: str) -> BackendSettings:
-    """Validate one `[[backends]]` table against the settings of its kind."""
+def _parse_backend(table: Any, index: int, problems: _Problems) -> BackendSettings | None:
+    """Validate one `[[backends]]` table against the settings of its kind; None after adding its problems."""
     where = f"backends[{index}]"
     if not isinstance(table, dict):
-        raise ConfigError(f"{where} in {source} must be a table", fix="Write it as a [[backends]] table.")
+        problems.add(f"{where} must be a table", fix=f"Write {where} as a [[backends]] table.")
+        return None
 
     kind = table.get("kind")
     if not isinstance(kind, str):
-        raise ConfigError(
-            f"{where}.kind is missing in {source}",
-            fix='Add kind = "openai", "llama_cpp", "websocket" or "scripted" to that table.',
+        problems.add(
+            f"{where}.kind is missing",
+            fix=f'Add kind = "openai", "llama_cpp", "websocket" or "scripted" to {where}.',
         )
+        return None
     try:
         settings_type = settings_class(kind)
     except ConfigError as exc:
-        raise ConfigError(f"{where}.kind in {source}: {exc.detail}", fix=exc.fix) from exc
+        problems.add(f"{where}.kind: {exc.detail}", fix=f"For {where}.kind, {exc.fix[:1].lower()}{exc.fix[1:]}")
+        return None
     except ImportError as exc:
-        raise ConfigError(
-            f"{where}.kind in {source}: backend kind {kind!r} cannot be loaded: {exc}",
-            fix="Install Parley with its dependencies (make install), or remove this backend.",
-        ) from exc
+        problems.add(
+            f"{where}.kind: backend kind {kind!r} cannot be loaded: {exc}",
+            fix=f"Install Parley with its dependencies (make install), or remove {where}.",
+        )
+        return None
 
     try:
         return settings_type.model_validate(table)
     except ValidationError as exc:
-        raise _config_error(exc, settings_type, prefix=("backends", index), source=source) from exc
+        problems.add_validation_error(exc, settings_type, prefix=("backends", index))
+        return None
 
 
-def _config_error(
-    exc: ValidationError, root: type[BaseModel], *, prefix: Sequence[str | int], source: str
-) -> ConfigError:
-    """Turn pydantic's errors into one ConfigError that names every key at fault."""
-    problems: list[str] = []
-    fixes: list[str] = []
-    for error in exc.errors():
-        location = tuple(error["loc"])
-        path = format_key_path((*prefix, *location))
-        kind = error["type"]
+class _Problems:
+    """Errors found in one config file, collected so that one ConfigError lists them all."""
 
-        if kind == "extra_forbidden":
-            problems.append(f"unknown key {path}")
-            allowed = _keys_at(root, location[:-1])
-            if allowed:
-                fixes.append(f"Remove or rename {path}; valid keys there: {', '.join(allowed)}.")
-        elif kind == "missing":
-            problems.append(f"missing required key {path}")
-            fixes.append(f"Add {path} to that table.")
-        else:
-            message = str(error["msg"]).removeprefix("Value error, ")
-            problems.append(f"{path}: {message}{describe_input(error.get('input'))}")
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.problems: list[str] = []
+        self.fixes: list[str] = []
 
-    fixes.append(f"Fix {source} and start again; {EXAMPLE_CONFIG} documents every option.")
-    return ConfigError(f"invalid config in {source}: {'; '.join(problems)}", fix=" ".join(fixes))
+    def __bool__(self) -> bool:
+        return bool(self.problems)
+
+    def add(self, problem: str, *, fix: str | None = None) -> None:
+        self.problems.append(problem)
+        if fix:
+            self.fixes.append(fix)
+
+    def add_validation_error(self, exc: ValidationError, root: type[BaseModel], *, prefix: Sequence[str | int]) -> None:
+        """Add each of pydantic's errors, named by its key path below `prefix`."""
+        for error in exc.errors():
+            location = tuple(error["loc"])
+            path = format_key_path((*prefix, *location))
+            kind = error["type"]
+
+            if kind == "extra_forbidden":
+                allowed = _keys_at(root, location[:-1])
+                fix = f"Remove or rename {path}; valid keys there: {', '.join(allowed)}." if allowed else None
+                self.add(f"unknown key {path}", fix=fix)
+            elif kind == "missing":
+                self.add(f"missing required key {path}", fix=f"Add {path} to that table.")
+            else:
+                message = str(error["msg"]).removeprefix("Value error, ")
+                # A model validator's error has no key path; its message names the keys itself.
+                where = f"{path}: " if path else ""
+                self.add(f"{where}{message}{describe_input(error.get('input'))}")
+
+    def error(self) -> ConfigError:
+        fixes = [*self.fixes, f"Fix {self.source} and start again; {EXAMPLE_CONFIG} documents every option."]
+        return ConfigError(f"invalid config in {self.source}: {'; '.join(self.problems)}", fix=" ".join(fixes))
 
 
 def describe_input(value: Any) -> str:

@@ -206,6 +206,59 @@ def test_fallback_to_unknown_model_is_rejected(tmp_path: Path) -> None:
     assert "scripted-echo" in message
 
 
+def test_fallback_loop_names_models_and_file(tmp_path: Path) -> None:
+    models = '[[backends.models]]\nname = "first"\nfallback = ["second"]\n[[backends.models]]\nname = "second"\nfallback = ["first"]\n'
+    message = load_error(tmp_path, '[[backends]]\nname = "script"\nkind = "scripted"\n' + models)
+
+    assert "the fallback chain loops: first -> second -> first" in message
+    assert "Remove 'first' from the fallback list of model 'second'" in message
+    assert str(tmp_path / "parley.toml") in message
+
+
+def test_default_model_not_served_is_rejected(tmp_path: Path) -> None:
+    message = load_error(tmp_path, '[ui]\ndefault_model = "gpt-5"\n' + SCRIPTED)
+
+    assert "ui.default_model is 'gpt-5', which no backend serves" in message
+    assert "configured models: scripted-echo" in message
+    assert str(tmp_path / "parley.toml") in message
+
+
+def test_default_model_served_is_accepted(tmp_path: Path) -> None:
+    path = write_config(tmp_path, '[ui]\ndefault_model = "scripted-echo"\n' + SCRIPTED)
+
+    assert load_config(path, env={}).ui.default_model == "scripted-echo"
+
+
+def test_errors_of_every_table_are_reported_together(tmp_path: Path) -> None:
+    text = (
+        '[server]\nport = "abc"\n'
+        + SCRIPTED
+        + '[backends.timeouts]\nconnect = "ten"\n'
+        + '[[backends]]\nname = "other"\n'
+        + '[[backends]]\nname = "third"\nkind = "telepathy"\n'
+    )
+
+    message = load_error(tmp_path, text)
+
+    assert "backends[0].timeouts.connect: Input should be a valid number" in message
+    assert "(got 'ten')" in message
+    assert "backends[1].kind is missing" in message
+    assert "to backends[1]." in message
+    assert "backends[2].kind: unknown backend kind 'telepathy'" in message
+    assert "For backends[2].kind, use one of: llama_cpp, openai, scripted, websocket." in message
+    assert "server.port: Input should be a valid integer" in message
+    assert "(got 'abc')" in message
+    assert message.count(str(tmp_path / "parley.toml")) == 2
+
+
+def test_errors_of_one_section_are_reported_together(tmp_path: Path) -> None:
+    message = load_error(tmp_path, '[server]\nport = "abc"\nhost = 5\nprot = 1\n' + SCRIPTED)
+
+    assert "server.port: Input should be a valid integer" in message
+    assert "server.host: Input should be a valid string (got 5)" in message
+    assert "unknown key server.prot" in message
+
+
 def test_invalid_toml_names_file_and_line(tmp_path: Path) -> None:
     message = load_error(tmp_path, "[server]\nport = = 3\n")
 
