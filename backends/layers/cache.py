@@ -25,7 +25,6 @@ from backends.types import (
     Notice,
     ReasoningDelta,
     TextDelta,
-    Usage,
 )
 
 logger = logging.getLogger(__name__)
@@ -218,7 +217,7 @@ def _replay(entry: Entry, language: str) -> list[Event]:
         events.append(ReasoningDelta(str(entry["reasoning"])))
     if entry.get("text"):
         events.append(TextDelta(str(entry["text"])))
-    events.append(Usage(prompt_tokens=0, completion_tokens=0))
+    # No Usage event: an entry stores no token counts, so they stay unreported (null to API clients).
     reason: Any = entry.get("reason") if entry.get("reason") in CACHEABLE_REASONS else "stop"
     events.append(
         Finished(reason=reason, backend=str(entry.get("backend", "")), model=str(entry.get("model", "")), cached=True)

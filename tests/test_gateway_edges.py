@@ -1,0 +1,78 @@
+"""Edges of the OpenAI-compatible API: CORS, null usage, Retry-After, error wording, API keys, 500 logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import httpx
+import pytest
+
+from app import build_app
+from backends.errors import ConfigError
+from backends.registry import BackendContext
+from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
+from tests.gateway_setup import BARE_RESILIENCE, SCRIPTED_BACKEND, gateway_config, openai_backend, run_gateway
+from tests.serve_app import serve_app
+
+ORIGIN = "http://localhost:3210"
+# Request headers as the official openai JS SDK sends them from a browser, listed in its preflight.
+SDK_HEADERS = (
+    "authorization,content-type,x-stainless-arch,x-stainless-lang,x-stainless-os,"
+    "x-stainless-package-version,x-stainless-retry-count,x-stainless-runtime,x-stainless-runtime-version"
+)
+
+# Replies that fail on purpose, by the start of the user's message.
+FAILING_BACKEND: dict[str, Any] = {
+    "name": "failing",
+    "kind": "scripted",
+    "models": [{"name": "failing"}],
+    "replies": [
+        {"match": "^deny", "error": "auth_failed", "error_message": "upstream rejected the key"},
+        {"match": "^long", "error": "context_too_long", "error_message": "the prompt has 9000 tokens, over 8192"},
+    ],
+}
+# A backend that reports no token counts, as some OpenAI-compatible servers do.
+QUIET_BACKEND: dict[str, Any] = {
+    "name": "quiet",
+    "kind": "scripted",
+    "report_usage": False,
+    "models": [{"name": "quiet"}],
+}
+CACHE_ON: dict[str, Any] = {**BARE_RESILIENCE, "cache": {"enabled": True}}
+NULL_USAGE = {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+
+
+def chat(model: str, text: str, **extra: Any) -> dict[str, Any]:
+    return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
+
+
+async def test_uncached_reply_without_usage_is_null() -> None:
+    config = gateway_config(QUIET_BACKEND)
+
+    async with run_gateway(config) as running, httpx.AsyncClient(base_url=running.v1) as http:
+        reply = await http.post("/chat/completions", json=chat("quiet", "hello"))
+
+    assert reply.status_code == 200
+    assert reply.json()["usage"] == NULL_USAGE
+
+
+async def test_cached_reply_usage_is_null() -> None:
+    config = gateway_config(SCRIPTED_BACKEND, QUIET_BACKEND, resilience=CACHE_ON)
+
+    async with run_gateway(config) as running, httpx.AsyncClient(base_url=running.v1) as http:
+        replies = {}
+        for model in ("echo", "quiet"):
+            await http.post("/chat/completions", json=chat(model, "hello"))
+            replies[model] = await http.post("/chat/completions", json=chat(model, "hello"))
+        streamed = await http.post(
+            "/chat/completions", json=chat("echo", "hello", stream=True, stream_options={"include_usage": True})
+        )
+
+    # The cache stores no token counts, so a hit reports none, whether or not the backend did.
+    for model, reply in replies.items():
+        assert "(cached)" in reply.headers["x-parley-served-by"], model
+        assert reply.json()["usage"] == NULL_USAGE, model
+    chunks = [json.loads(line[len("data: ") :]) for line in streamed.text.splitlines() if line.startswith("data: {")]
+    assert chunks[-1]["usage"] == NULL_USAGE
