@@ -29,6 +29,7 @@ from backends.base import Backend
 from backends.deadlines import Deadlines
 from backends.errors import AuthError, ConfigError, ConnectionFailedError, ImageNotSupportedError, NotFoundError, ParleyError, StreamIncompleteError, UpstreamTimeoutError
 from backends.openai_errors import (
+    BASE_URL_VERSION_FIX,
     MAX_ERROR_BODY_BYTES,
     Target,
     error_for_failure,
@@ -399,7 +400,7 @@ class OpenAIBackend(Backend):
                 f"the server at {target.base_url} sent a reply that is not a chat completion: {quoted}",
                 backend=target.backend,
                 model=target.model,
-                fix="Check that base_url in the config points at an OpenAI-compatible API, including its version path such as /v1.",
+                fix=BASE_URL_VERSION_FIX,
             ) from exc
 
         reason = self._finish_reason(finish_reason, target)
@@ -477,8 +478,10 @@ class OpenAIBackend(Backend):
         failure = failure_from_body(response.status_code, response.content[:MAX_ERROR_BODY_BYTES], response.headers)
         model = self._settings.models[0] if self._settings.models else OpenAIModelSettings(name="-")
         error = error_for_failure(failure, self._target(model), has_images=False)
+        # A 404 for the model list is not about a model id: base_url points at the wrong path.
+        fix = BASE_URL_VERSION_FIX if response.status_code == 404 else error.fix
         # The upstream's own text is left out because it can echo part of the key ("Your api key: ****CRET").
-        return self._health(False, f"GET {self._models_url}: HTTP {response.status_code} ({error.code}). {error.fix}")
+        return self._health(False, f"GET {self._models_url}: HTTP {response.status_code} ({error.code}). {fix}")
 
     def _health(self, reachable: bool, detail: str) -> Health:
         if reachable != self._last_reachable:

@@ -60,6 +60,9 @@ _HTML_START = re.compile(rb"\s*<(?:!doctype\s+html|html|head|body)\b", re.IGNORE
 _HTML_HEADING = re.compile(r"<(title|h1|h2)\b[^>]*>(.*?)</\1\s*>", re.IGNORECASE | re.DOTALL)
 _HTML_TAG = re.compile(r"<[^>]*>")
 
+# The fix when the server at base_url is not an OpenAI-compatible API, or lacks its version path.
+BASE_URL_VERSION_FIX = "Check that base_url in the config points at an OpenAI-compatible API, including its version path such as /v1."
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -220,9 +223,15 @@ def error_for_failure(failure: UpstreamFailure, target: Target, *, has_images: b
     if status == 429:
         return RateLimitedError(detail, retry_after=failure.retry_after, **common)
     if status == 404:
+        # Two causes give a 404: a wrong model id, or a base_url without the version path.
+        # With the latter every path is unknown, and FastAPI-based servers send {"detail": "Not Found"}.
         return NotFoundError(
             detail,
-            fix=f"Check that the upstream model id {target.upstream!r} exists on {target.base_url} (GET {target.base_url}/models lists them), and fix `upstream` in the config.",
+            fix=(
+                f"Check that the upstream model id {target.upstream!r} exists on {target.base_url} "
+                f"(GET {target.base_url}/models lists them), and that base_url in the config includes "
+                "the API version path such as /v1; fix `upstream` or base_url in the config."
+            ),
             **common,
         )
     if status in (408, 504):

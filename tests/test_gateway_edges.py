@@ -76,3 +76,23 @@ async def test_cached_reply_usage_is_null() -> None:
         assert reply.json()["usage"] == NULL_USAGE, model
     chunks = [json.loads(line[len("data: ") :]) for line in streamed.text.splitlines() if line.startswith("data: {")]
     assert chunks[-1]["usage"] == NULL_USAGE
+
+
+async def test_upstream_404_names_version_path(openai_server: FakeOpenAIServer) -> None:
+    not_found = Behaviour(status=404, error_body={"detail": "Not Found"})
+    openai_server.default = not_found
+    openai_server.models_behaviour = not_found
+    config = gateway_config(openai_backend("vllm", openai_server.base_url, "qwen"))
+
+    async with run_gateway(config) as running, httpx.AsyncClient() as http:
+        reply = await http.post(f"{running.v1}/chat/completions", json=chat("qwen", "hi"))
+        health = await http.get(f"{running.url}/healthz")
+
+    message = reply.json()["error"]["message"]
+    assert reply.status_code == 404
+    assert "model id 'qwen'" in message
+    assert "version path such as /v1" in message
+    detail = health.json()["backends"][0]["detail"]
+    assert "version path such as /v1" in detail
+    # GET /models itself answered 404, so a model id cannot be the cause.
+    assert "model id" not in detail
