@@ -96,3 +96,18 @@ async def test_upstream_404_names_version_path(openai_server: FakeOpenAIServer) 
     assert "version path such as /v1" in detail
     # GET /models itself answered 404, so a model id cannot be the cause.
     assert "model id" not in detail
+
+
+async def test_context_too_long_uses_api_wording() -> None:
+    config = gateway_config(FAILING_BACKEND)
+
+    async with run_gateway(config) as running, httpx.AsyncClient(base_url=running.v1) as http:
+        reply = await http.post("/chat/completions", json=chat("failing", "long"))
+        streamed = await http.post("/chat/completions", json=chat("failing", "long", stream=True))
+
+    message = reply.json()["error"]["message"]
+    assert reply.json()["error"]["code"] == "context_too_long"
+    assert "over 8192" in message
+    assert "Send fewer or shorter messages" in message
+    assert "undo" not in message
+    assert "undo" not in streamed.text
