@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -72,7 +73,8 @@ def error_body(error: ParleyError) -> dict[str, Any]:
 def error_response(error: ParleyError) -> JSONResponse:
     headers: dict[str, str] = {}
     if error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+        # Whole seconds, rounded up so a client does not come back early.
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     if error.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
     return JSONResponse(error_body(error), status_code=error.http_status, headers=headers)

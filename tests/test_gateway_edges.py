@@ -78,6 +78,21 @@ async def test_cached_reply_usage_is_null() -> None:
     assert chunks[-1]["usage"] == NULL_USAGE
 
 
+async def test_circuit_open_sends_retry_after() -> None:
+    config = gateway_config(FAILING_BACKEND)
+
+    async with run_gateway(config) as running, httpx.AsyncClient(base_url=running.v1) as http:
+        first = await http.post("/chat/completions", json=chat("failing", "deny"))
+        second = await http.post("/chat/completions", json=chat("failing", "deny"))
+
+    assert first.json()["error"]["code"] == "auth_failed"
+    assert second.status_code == 503
+    assert second.json()["error"]["code"] == "circuit_open"
+    # A 401 or 402 from the upstream skips the endpoint for auth_cooldown_seconds, 300 by default.
+    assert second.headers["retry-after"] == "300"
+    assert "another 300 s" in second.json()["error"]["message"]
+
+
 async def test_upstream_404_names_version_path(openai_server: FakeOpenAIServer) -> None:
     not_found = Behaviour(status=404, error_body={"detail": "Not Found"})
     openai_server.default = not_found

@@ -113,6 +113,8 @@ class CircuitBreaker:
         return CircuitOpenError(
             detail,
             backend=self.endpoint,
+            # The seconds the message states, or one second while the probe request is in flight.
+            retry_after=max(math.ceil(remaining), 1),
             fix=fix,
             endpoint=self.endpoint,
             cause=cause,
