@@ -87,13 +87,6 @@ def build_app(
             executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="Parley", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    if config.server.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=config.server.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Cache-Control"],
-        )
 
     # API routes first: the UI is mounted at "/" and would shadow later routes.
     install_api(app, ApiServices(router=router, server=config.server, api_keys=api_keys, images=images))
@@ -102,6 +95,19 @@ def build_app(
     app.include_router(audio_api.router)
     # Add new API routers above this line: the fallback handles every other /v1 path.
     install_fallback(app)
+
+    # Added after install_api, so CORS wraps its error middleware and a 500 carries CORS headers too.
+    if config.server.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=config.server.cors_origins,
+            allow_methods=["GET", "POST"],
+            # Any request header: SDKs send their own (the openai JS SDK sends x-stainless-*),
+            # and the bearer key, not a header list, protects the API.
+            allow_headers=["*"],
+            # Readable from browser code: the SDKs' retry wait, and who served the reply.
+            expose_headers=["Retry-After", "X-Parley-Served-By"],
+        )
 
     # UI: mount the Gradio Blocks at "/" here, after the API routes.
     if not ui:

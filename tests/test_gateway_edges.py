@@ -48,6 +48,21 @@ def chat(model: str, text: str, **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": [{"role": "user", "content": text}], **extra}
 
 
+async def test_cors_preflight_allows_sdk_headers() -> None:
+    config = gateway_config(SCRIPTED_BACKEND, cors_origins=[ORIGIN])
+    preflight = {"Origin": ORIGIN, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": SDK_HEADERS}
+
+    async with run_gateway(config) as running, httpx.AsyncClient(base_url=running.v1) as http:
+        allowed = await http.options("/chat/completions", headers=preflight)
+        reply = await http.post("/chat/completions", json=chat("echo", "hi"), headers={"Origin": ORIGIN})
+
+    assert allowed.status_code == 200
+    assert "x-stainless-os" in allowed.headers["access-control-allow-headers"].lower()
+    assert reply.status_code == 200
+    assert reply.headers["access-control-allow-origin"] == ORIGIN
+    assert "x-parley-served-by" in reply.headers["access-control-expose-headers"].lower()
+
+
 async def test_uncached_reply_without_usage_is_null() -> None:
     config = gateway_config(QUIET_BACKEND)
 
