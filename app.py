@@ -60,11 +60,16 @@ def build_app(
     elif context.executor is None:
         context = dataclasses.replace(context, executor=executor)
     try:
+        # Keys first: a variable set without keys stops start-up before any backend opens.
+        api_keys = ApiKeys.from_env(context.env, config.server.api_keys_env)
         router = build_router(config, context)
     except BaseException:
         executor.shutdown(wait=False)
         raise
-    api_keys = ApiKeys.from_env(context.env, config.server.api_keys_env)
+    if api_keys.enabled:
+        logger.info("API keys are required: %d keys from %s", api_keys.count, api_keys.env_name)
+    else:
+        logger.info("API keys are not required: %s is not set, so the API is open", api_keys.env_name)
     # Batch jobs belong to this service, not to a browser session, so they outlive a closed tab.
     jobs = JobManager(router, config.batch)
     # Images get their own small pool: each decode may take a few hundred MB.

@@ -1,8 +1,10 @@
 """Bearer-key authentication for the HTTP and WebSocket API.
 
 Keys come from the environment variable named by `server.api_keys_env`
-(comma-separated). With no keys configured the API is open, which suits the
-default of listening on 127.0.0.1 only.
+(comma-separated). With the variable unset the API is open, which suits the
+default of listening on 127.0.0.1 only. A variable that is set but contains
+no key (empty, or only commas and spaces) stops start-up, since it most likely
+meant to close the API.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-from backends.errors import AuthError
+from backends.errors import AuthError, ConfigError
 
 
 class ApiKeyError(AuthError):
@@ -28,12 +30,26 @@ class ApiKeys:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], env_name: str) -> ApiKeys:
-        raw = env.get(env_name, "")
-        return cls([key.strip() for key in raw.split(",") if key.strip()], env_name)
+        """Read the keys; raises ConfigError when the variable is set but contains no key."""
+        raw = env.get(env_name)
+        if raw is None:
+            return cls([], env_name)
+
+        keys = [key.strip() for key in raw.split(",") if key.strip()]
+        if not keys:
+            raise ConfigError(
+                f"{env_name} is set but contains no API key (value {raw!r})",
+                fix=f"Set {env_name} to one or more comma-separated keys, or unset it to leave the API open.",
+            )
+        return cls(keys, env_name)
 
     @property
     def enabled(self) -> bool:
         return bool(self._keys)
+
+    @property
+    def count(self) -> int:
+        return len(self._keys)
 
     def __repr__(self) -> str:
         return f"ApiKeys({len(self._keys)} keys from ${self.env_name})"

@@ -141,3 +141,29 @@ async def test_context_too_long_uses_api_wording() -> None:
     assert "Send fewer or shorter messages" in message
     assert "undo" not in message
     assert "undo" not in streamed.text
+
+
+@pytest.mark.parametrize("value", [" , ", "", ","])
+def test_api_keys_set_but_empty_stop_startup(value: str) -> None:
+    config = gateway_config(SCRIPTED_BACKEND)
+
+    with pytest.raises(ConfigError) as raised:
+        build_app(config, context=BackendContext(env={"PARLEY_API_KEYS": value}), ui=False, preload_models=False)
+
+    assert "PARLEY_API_KEYS is set but contains no API key" in str(raised.value)
+    assert "unset it" in str(raised.value)
+
+
+def test_startup_logs_whether_keys_required(caplog: pytest.LogCaptureFixture) -> None:
+    config = gateway_config(SCRIPTED_BACKEND)
+    caplog.set_level(logging.INFO, logger="parley.app")
+
+    build_app(config, context=BackendContext(env={"PARLEY_API_KEYS": "sk-first,sk-second"}), ui=False, preload_models=False)
+    build_app(config, context=BackendContext(env={}), ui=False, preload_models=False)
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "parley.app"]
+    assert lines == [
+        "API keys are required: 2 keys from PARLEY_API_KEYS",
+        "API keys are not required: PARLEY_API_KEYS is not set, so the API is open",
+    ]
+    assert "sk-first" not in caplog.text
