@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backends.errors import BadRequestError, ParleyError
 
@@ -97,11 +98,41 @@ async def _handle_parley_error(request: Request, exc: Exception) -> JSONResponse
     return error_response(exc)
 
 
-async def _handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("%s %s failed with an unexpected error", request.method, request.url.path, exc_info=exc)
-    return error_response(internal_error(exc))
+class UnexpectedErrorMiddleware:
+    """Turn an unexpected exception into one logged traceback and OpenAI's 500 error JSON.
+
+    Starlette's handler for `Exception` re-raises after responding, so uvicorn
+    logged the traceback a second time. This middleware handles the exception
+    and does not re-raise it, unless the response had already started: then
+    no error response can be sent, and uvicorn logs the traceback and closes
+    the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        response_started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception as exc:
+            if response_started:
+                raise
+            logger.exception("%s %s failed with an unexpected error", scope["method"], scope["path"], exc_info=exc)
+            await error_response(internal_error(exc))(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ParleyError, _handle_parley_error)
-    app.add_exception_handler(Exception, _handle_unexpected)
+    app.add_middleware(UnexpectedErrorMiddleware)

@@ -167,3 +167,22 @@ def test_startup_logs_whether_keys_required(caplog: pytest.LogCaptureFixture) ->
         "API keys are not required: PARLEY_API_KEYS is not set, so the API is open",
     ]
     assert "sk-first" not in caplog.text
+
+
+async def test_unexpected_error_logs_one_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    config = gateway_config(SCRIPTED_BACKEND, cors_origins=[ORIGIN])
+    app = build_app(config, context=BackendContext(env={}), ui=False, preload_models=False)
+
+    async def broken() -> None:
+        raise RuntimeError("broken on purpose")
+
+    app.add_api_route("/broken", broken)
+
+    async with serve_app(app) as url, httpx.AsyncClient() as http:
+        reply = await http.get(f"{url}/broken", headers={"Origin": ORIGIN})
+
+    assert reply.status_code == 500
+    assert reply.json()["error"]["code"] == "internal_error"
+    assert reply.headers["access-control-allow-origin"] == ORIGIN
+    tracebacks = [record.name for record in caplog.records if record.exc_info]
+    assert tracebacks == ["api.errors"]
