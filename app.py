@@ -32,6 +32,7 @@ from backends.registry import BackendContext
 from config import CONFIG_ENV, AppConfig, load_config, resolve_config_path
 from multimodal.image_service import ImageService
 from multimodal.transcribe import Transcriber
+from ui.login import UILogin, warn_if_ui_open
 from ui.root import mount_ui
 from ui.services import UIServices
 from workbench.batch import JobManager
@@ -129,6 +130,7 @@ def build_app(
             transcriber=transcriber,
             image_pipeline=images,
         ),
+        login=UILogin.from_env(context.env, config.server),
     )
     return app
 
@@ -167,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ", ".join(config.model_names()),
         config.source,
     )
+    warn_if_ui_open(host, port, config.server, os.environ)
     # The WebSocket frame limit matches the body limit, since images travel inline in both.
     uvicorn.run(app, host=host, port=port, log_config=None, access_log=False, ws_max_size=config.server.max_body_bytes)
     return 0

@@ -68,6 +68,17 @@ class ServerSettings(StrictModel):
         pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
         description="Environment variable with comma-separated bearer keys; unset or empty means no auth.",
     )
+    ui_user: str = Field(
+        default="parley",
+        min_length=1,
+        pattern=r"^\S+$",
+        description="User name of the browser UI's login; the login is on only when ui_password_env is set.",
+    )
+    ui_password_env: str = Field(
+        default="PARLEY_UI_PASSWORD",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable with the browser UI's password; unset or empty means no login.",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed to call the API from a browser.")
     worker_threads: int | None = Field(
         default=None, gt=0, description="Threads for CPU-bound work (local model, Whisper, images); default: CPU count."
@@ -153,8 +164,8 @@ class AppConfig(StrictModel):
         return [model.name for backend in self.backends for model in backend.models]
 
     def secret_env_names(self) -> list[str]:
-        """List the environment variables this config reads secrets from: backend keys, Parley's keys, Redis."""
-        names = [self.server.api_keys_env]
+        """List the environment variables this config reads secrets from: backend keys, Parley's keys and UI password, Redis."""
+        names = [self.server.api_keys_env, self.server.ui_password_env]
         for backend in self.backends:
             # Only the kinds that talk to a server have api_key_env.
             key_env = getattr(backend, "api_key_env", None)

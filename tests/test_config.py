@@ -259,6 +259,16 @@ def test_errors_of_one_section_are_reported_together(tmp_path: Path) -> None:
     assert "unknown key server.prot" in message
 
 
+def test_ui_login_settings_default_and_checks(tmp_path: Path) -> None:
+    config = load_config(None, env={})
+
+    assert config.server.ui_user == "parley"
+    assert config.server.ui_password_env == "PARLEY_UI_PASSWORD"
+    assert "PARLEY_UI_PASSWORD" in config.secret_env_names()
+    assert "server.ui_user" in load_error(tmp_path, '[server]\nui_user = "two words"\n' + SCRIPTED)
+    assert "server.ui_password_env" in load_error(tmp_path, '[server]\nui_password_env = "not-a-name"\n' + SCRIPTED)
+
+
 def test_invalid_toml_names_file_and_line(tmp_path: Path) -> None:
     message = load_error(tmp_path, "[server]\nport = = 3\n")
 

@@ -4,6 +4,9 @@ Tabs live in their own modules. A tab module that exists exposes
 `build_<tab>_tab(services: UIServices) -> object`; `build_blocks()` calls it
 inside the tab's `gr.Tab`. A module not (yet) in the tree is skipped, so
 the page works with whatever tabs are present.
+
+With a `UILogin` (see `ui.login`), Gradio's own login guards the page and
+its API under /gradio_api.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from fastapi import FastAPI
 from ui.browser_locale import ChineseLocaleMiddleware
 from ui.chat_tab import build_chat_tab
 from ui.i18n import I18N, label
+from ui.login import UILogin, hide_api_info_on_login_page
+from ui.page_rewrite import PageRewriteMiddleware
 from ui.preset_picker import attach_to_chat_tab
 from ui.services import UIServices
 from ui.settings import UISettings
@@ -83,16 +88,20 @@ def build_blocks(services: UIServices) -> gr.Blocks:
     return blocks
 
 
-def mount_ui(app: FastAPI, services: UIServices, *, path: str = "/") -> gr.Blocks:
+def mount_ui(app: FastAPI, services: UIServices, *, path: str = "/", login: UILogin | None = None) -> gr.Blocks:
     """Build the page, set up its queue and mount it on `app` at `path`.
 
     Run history and the monitoring dashboard are off (chats are private),
     the footer has no share or runs link, uploads are capped at
     `[ui] max_file_size_mb`, and the queue runs `queue_slots()` events at once.
+    With `login`, the page and its Gradio API need that user name and password.
     """
     settings = services.settings
     blocks = build_blocks(services)
     app.add_middleware(ChineseLocaleMiddleware, path=path)
+    if login:
+        app.add_middleware(PageRewriteMiddleware, path=path, transform=hide_api_info_on_login_page)
+        logger.info("the browser UI requires a login as user %r, with the password from %s", login.user, login.password_env)
     # Set before queue(), which sizes the queue's job slots from it.
     blocks.max_threads = queue_slots(settings)
     blocks.queue(default_concurrency_limit=settings.concurrency_limit, max_size=settings.queue_max_size)
@@ -100,6 +109,7 @@ def mount_ui(app: FastAPI, services: UIServices, *, path: str = "/") -> gr.Block
         app,
         blocks,
         path=path,
+        auth=[(login.user, login.password)] if login else None,
         i18n=I18N,
         max_file_size=int(settings.max_file_size_mb * 1024 * 1024),
         run_history=False,
