@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from backends.errors import BadRequestError
+from backends.request_json import check_unicode, decode_json
 from backends.types import ChatRequest, ImagePart, Message, Part, Role, SamplingParams, TextPart
 from config import describe_input, format_key_path
 
@@ -83,24 +83,14 @@ class ParsedRequest:
 
 def parse_chat_body(raw: bytes, *, bypass_cache: bool, language: str = "en") -> ParsedRequest:
     """Parse a request body; raises BadRequestError naming the field at fault."""
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BadRequestError(
-            f"the request body is not valid JSON: {exc}",
-            fix="Send a JSON object with Content-Type: application/json.",
-        ) from exc
-    except RecursionError as exc:
-        raise BadRequestError(
-            "the request body nests arrays or objects too deeply to parse",
-            fix="Send a flat chat request: messages with text and image_url parts.",
-        ) from exc
+    data = decode_json(raw, "the request body")
     if not isinstance(data, dict):
         raise BadRequestError(
             f"the request body must be a JSON object, not {type(data).__name__}",
             fix='Send an object such as {"model": "...", "messages": [...]}.',
         )
 
+    check_unicode(data)
     _reject_unsupported(data)
     try:
         body = _Body.model_validate(data)

@@ -28,6 +28,7 @@ from backends.errors import (
     error_class_for_code,
 )
 from backends.redaction import Redactor
+from backends.request_json import check_unicode, decode_json, has_lone_surrogate
 from backends.types import (
     ChatRequest,
     Event,
@@ -200,18 +201,13 @@ def parse_client_message(raw: str | bytes) -> AuthMessage | RequestMessage | Can
     The error carries `request_id` in its params when the frame had a usable
     id, so the server can address its error message to that request.
     """
-    try:
-        data = _load_json(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        # RecursionError: JSON nested deeper than the decoder can follow.
-        raise BadRequestError(
-            f"the message is not valid JSON: {exc}",
-            fix="Send each message as one JSON object in a text frame.",
-        ) from exc
-
+    data = _decode_client_json(raw)
     request_id = data.get("id") if isinstance(data, dict) else None
-    usable_id = request_id if isinstance(request_id, str) and 0 < len(request_id) <= MAX_ID_LENGTH else None
+    # An id with a lone surrogate cannot be sent back in UTF-8, so its error goes out with id null.
+    usable = isinstance(request_id, str) and 0 < len(request_id) <= MAX_ID_LENGTH and not has_lone_surrogate(request_id)
+    usable_id = request_id if usable else None
     try:
+        check_unicode(data)
         return _CLIENT_ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise BadRequestError(
@@ -219,13 +215,31 @@ def parse_client_message(raw: str | bytes) -> AuthMessage | RequestMessage | Can
             fix="Check the message against the protocol in docs/websocket.md.",
             request_id=usable_id,
         ) from exc
+    except BadRequestError as exc:
+        exc.params["request_id"] = usable_id
+        raise
+
+
+def _decode_client_json(raw: str | bytes) -> Any:
+    """Decode a client frame as the HTTP API decodes a body: the same inputs are rejected."""
+    if isinstance(raw, bytes):
+        # A binary frame is accepted if it contains UTF-8 JSON; json.loads would also guess UTF-16 or 32.
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequestError(
+                f"the message is not valid JSON: {exc}",
+                fix="Send each message as one JSON object, UTF-8, in a text frame.",
+            ) from exc
+    return decode_json(raw, "the message")
 
 
 def parse_server_message(raw: str | bytes) -> DeltaMessage | ReasoningMessage | UsageMessage | NoticeMessage | DoneMessage | ErrorMessage:
     """Decode and validate a frame from a server; raises RetryableError, since a broken frame is the server's fault."""
     try:
         return _SERVER_ADAPTER.validate_python(_load_json(raw))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValidationError) as exc:
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad JSON, bad UTF-8, an integer over Python's digit limit and a ValidationError.
         raise RetryableError(
             f"the server sent an invalid protocol message: {exc}".splitlines()[0],
             fix="Check that the url points at a Parley /ws/chat endpoint of a compatible version.",
