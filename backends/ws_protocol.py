@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
+from backends.chat_fields import ChatFields, parse_messages, reject_unsupported
 from backends.errors import (
     BadRequestError,
     InvalidInputError,
@@ -28,7 +29,7 @@ from backends.errors import (
     error_class_for_code,
 )
 from backends.redaction import Redactor
-from backends.request_json import check_unicode, decode_json, has_lone_surrogate
+from backends.request_json import check_unicode, decode_json, field_path, has_lone_surrogate
 from backends.types import (
     ChatRequest,
     Event,
@@ -38,9 +39,7 @@ from backends.types import (
     Message,
     Notice,
     NoticeKind,
-    Part,
     ReasoningDelta,
-    SamplingParams,
     TextDelta,
     TextPart,
     Usage,
@@ -84,30 +83,37 @@ class ImageContentPart(_Message):
     image_url: ImageUrl
 
 
-ContentPart = Annotated[TextContentPart | ImageContentPart, Field(discriminator="type")]
+class RefusalContentPart(_Message):
+    """A refusal an assistant gave earlier, sent back as part of the history."""
+
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[TextContentPart | ImageContentPart | RefusalContentPart, Field(discriminator="type")]
 
 
 class ChatMessage(_Message):
-    """One message in the OpenAI chat format: `content` is a string or a list of parts."""
+    """One message in the OpenAI chat format: `content` is a string or a list of parts.
 
-    role: Literal["system", "user", "assistant"]
-    content: str | list[ContentPart]
+    The shape only; `backends.chat_fields.parse_messages` applies the rules
+    both APIs share, such as images in user messages only.
+    """
+
+    role: Literal["system", "developer", "user", "assistant"]
+    # None only in an assistant message, as OpenAI allows.
+    content: str | list[ContentPart] | None = None
 
 
-class RequestMessage(_Message):
+class RequestMessage(_Message, ChatFields):
+    """A chat request: the fields and ranges of `POST /v1/chat/completions` (see `ChatFields`) plus these."""
+
     type: Literal["request"]
     id: RequestId
-    model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
-    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
-    seed: int | None = None
-    stop: str | list[str] | None = None
     bypass_cache: bool = False
-    language: str = "en"
+    # The languages of the notices and canned replies Parley writes (backends.layers.messages.LANGUAGES).
+    language: Literal["en", "zh-CN"] = "en"
 
 
 class CancelMessage(_Message):
@@ -208,16 +214,32 @@ def parse_client_message(raw: str | bytes) -> AuthMessage | RequestMessage | Can
     usable_id = request_id if usable else None
     try:
         check_unicode(data)
-        return _CLIENT_ADAPTER.validate_python(data)
+        # The HTTP API's rules for the chat fields, in the same order: the
+        # parameters Parley rejects by name first, then the field ranges.
+        if isinstance(data, dict) and data.get("type") == "request":
+            reject_unsupported(data)
+        message = _CLIENT_ADAPTER.validate_python(data)
+        if isinstance(message, RequestMessage):
+            message.check_supported()
     except ValidationError as exc:
-        raise BadRequestError(
-            f"invalid {_describe(data)} message: {_first_problem(exc)}",
+        problem = exc.errors()[0]
+        location = problem["loc"]
+        if isinstance(data, dict) and location[:1] == (data.get("type"),):
+            # The union puts the message type first; the field path starts after it.
+            location = location[1:]
+        param = field_path(location)
+        error = BadRequestError(
+            f"invalid {_describe(data)} message: {param or 'message'}: {problem['msg']}",
             fix="Check the message against the protocol in docs/websocket.md.",
             request_id=usable_id,
-        ) from exc
+        )
+        if param:
+            error.params["param"] = param
+        raise error from exc
     except BadRequestError as exc:
         exc.params["request_id"] = usable_id
         raise
+    return message
 
 
 def _decode_client_json(raw: str | bytes) -> Any:
@@ -252,12 +274,6 @@ def _describe(data: Any) -> str:
     return "untyped"
 
 
-def _first_problem(error: ValidationError) -> str:
-    problem = error.errors()[0]
-    where = ".".join(str(part) for part in problem["loc"]) or "message"
-    return f"{where}: {problem['msg']}"
-
-
 # ChatRequest <-> request message.
 
 
@@ -270,7 +286,8 @@ def request_to_message(request: ChatRequest, request_id: str, *, model: str | No
         model=model or request.model,
         messages=[_chat_message(message) for message in request.messages],
         bypass_cache=request.bypass_cache,
-        language=request.language,
+        # Any other language gets English notices, as in backends.layers.messages.
+        language="zh-CN" if request.language == "zh-CN" else "en",
         **params,
     )
 
@@ -278,7 +295,7 @@ def request_to_message(request: ChatRequest, request_id: str, *, model: str | No
 def _chat_message(message: Message) -> ChatMessage:
     if not message.images and len(message.parts) == 1:
         return ChatMessage(role=message.role, content=message.text_content)
-    parts: list[TextContentPart | ImageContentPart] = []
+    parts: list[TextContentPart | ImageContentPart | RefusalContentPart] = []
     for part in message.parts:
         if isinstance(part, TextPart):
             parts.append(TextContentPart(type="text", text=part.text))
@@ -289,48 +306,30 @@ def _chat_message(message: Message) -> ChatMessage:
 
 
 def message_to_request(message: RequestMessage, *, user: str | None = None) -> ChatRequest:
-    """Build the ChatRequest that a request message describes; raises InvalidInputError for a bad image.
+    """Build the ChatRequest that a request message describes; raises BadRequestError naming the field at fault.
 
-    Images must be inline `data:` URLs: the server never fetches a URL.
+    `user`, when given, replaces the message's own `user` field. The messages
+    follow the HTTP API's rules (`backends.chat_fields.parse_messages`), so
+    images must be inline `data:` URLs: the server never fetches a URL.
     """
-    stop: tuple[str, ...] | None = None
-    if isinstance(message.stop, str):
-        stop = (message.stop,)
-    elif message.stop is not None:
-        stop = tuple(message.stop)
-    params = SamplingParams(
-        temperature=message.temperature,
-        top_p=message.top_p,
-        max_tokens=message.max_tokens,
-        presence_penalty=message.presence_penalty,
-        frequency_penalty=message.frequency_penalty,
-        seed=message.seed,
-        stop=stop,
-    )
+    messages = parse_messages([chat.model_dump(mode="python") for chat in message.messages])
     return ChatRequest(
-        messages=tuple(_message(chat) for chat in message.messages),
+        messages=messages,
         model=message.model,
-        params=params,
+        params=message.sampling_params(),
         bypass_cache=message.bypass_cache,
-        user=user,
+        user=user if user is not None else message.user,
         language=message.language,
     )
 
 
-def _message(chat: ChatMessage) -> Message:
-    if isinstance(chat.content, str):
-        return Message.text(chat.role, chat.content)
-    parts: list[Part] = []
-    for part in chat.content:
-        if isinstance(part, TextContentPart):
-            parts.append(TextPart(part.text))
-        else:
-            parts.append(decode_data_url(part.image_url.url))
-    return Message(role=chat.role, parts=tuple(parts))
-
-
 def decode_data_url(url: str) -> ImagePart:
-    """Decode a `data:image/...;base64,...` URL; raises InvalidInputError for anything else."""
+    """Decode a `data:image/...;base64,...` URL; raises InvalidInputError for anything else.
+
+    NOTE: `/ws/chat` no longer calls this: it decodes images with
+    `backends.chat_fields.decode_data_url`, as the HTTP API does. Only
+    tests/test_websocket_backend.py still uses it.
+    """
     header, comma, payload = url.partition(",")
     if not url.startswith("data:") or not comma or not header.endswith(";base64"):
         shown = url[:60] + ("..." if len(url) > 60 else "")

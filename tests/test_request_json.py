@@ -98,7 +98,7 @@ async def test_surrogate_pair_is_one_character(http: httpx.AsyncClient, ws: Clie
     assert "".join(deltas) == "\U0001f600"
 
 
-# Integers: past Python's digit limit, and past the range of the field.
+# Integers past Python's digit limit; tests/test_request_validation.py covers the field ranges.
 
 
 async def test_http_huge_integer_is_400(http: httpx.AsyncClient) -> None:
