@@ -53,7 +53,12 @@ class ChatSession:
         self._websocket = websocket
         self._services = services
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Requests the client cancelled: their task ends with the `done` that confirms the cancel.
         self._cancelled: set[str] = set()
+        # Requests whose task is already ending: cancelled once, or past its last event. Such a
+        # task is never cancelled again, because the CancelledError would land in the close of
+        # its upstream request (an await in a `finally`) and leave that request streaming.
+        self._ending: set[str] = set()
         self._send_lock = asyncio.Lock()
         # A key in the handshake's Authorization header counts as the auth message.
         header_key = bearer_token(websocket.headers.get("authorization"))
@@ -177,6 +182,7 @@ class ChatSession:
         finally:
             self._tasks.pop(request_id, None)
             self._cancelled.discard(request_id)
+            self._ending.discard(request_id)
 
     async def _relay(self, request_id: str, events: AsyncGenerator[Event, None], progress: _Progress) -> None:
         """Send the events of one request; a cancel or an error ends it with its own message."""
@@ -201,7 +207,9 @@ class ChatSession:
                 progress.note(event)
                 await self._send(_encode_event(event, request_id))
         finally:
-            # Close the upstream request before the request's last message goes out.
+            # Close the upstream request before the request's last message goes out. From
+            # here on a cancel would only interrupt that close, so none is sent.
+            self._ending.add(request_id)
             await events.aclose()
 
     def _cancelled_message(self, request_id: str, progress: _Progress) -> ws_protocol.DoneMessage:
@@ -214,19 +222,31 @@ class ChatSession:
         return ws_protocol.cancelled_message(request_id, backend=backend, model=progress.model, failures=progress.failures)
 
     def _cancel(self, request_id: str) -> None:
-        # A cancel for an id not in flight races with the end of that request and is ignored.
-        task = self._tasks.get(request_id)
-        if task is not None and request_id not in self._cancelled:
+        # A cancel for an id not in flight, or already ending, races with the end of that request and is ignored.
+        if self._stop(request_id):
             self._cancelled.add(request_id)
-            task.cancel()
 
     async def _cancel_all(self) -> None:
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
+        stopped = sum(self._stop(request_id) for request_id in list(self._tasks))
         if tasks:
-            logger.info("WebSocket client left with %d requests in flight; cancelled them", len(tasks))
+            logger.info(
+                "WebSocket client left with %d requests in flight; cancelled %d, and %d were already ending",
+                len(tasks),
+                stopped,
+                len(tasks) - stopped,
+            )
+            # Also waits for the requests that were already ending, so their upstream requests are closed on return.
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _stop(self, request_id: str) -> bool:
+        """Cancel the task of a request unless it is already ending; return whether it was cancelled."""
+        task = self._tasks.get(request_id)
+        if task is None or request_id in self._ending:
+            return False
+        self._ending.add(request_id)
+        task.cancel()
+        return True
 
     async def _send_error(self, error: ParleyError, request_id: str | None) -> None:
         await self._send(ws_protocol.encode(ws_protocol.error_to_message(error, request_id)))

@@ -8,9 +8,17 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from api.auth import ApiKeys
+from api.services import ApiServices
+from api.ws_routes import ChatSession
+from backends.base import Backend
+from backends.router import Router
+from backends.types import ChatRequest, Event, ModelInfo, TextDelta
+from config import ServerSettings
 from tests.fakes.openai_server import Behaviour, FakeOpenAIServer
 from tests.gateway_setup import SCRIPTED_BACKEND, SLOW_BACKEND, Gateway, gateway_config, openai_backend, run_gateway
 
@@ -337,3 +345,97 @@ async def test_missing_or_wrong_key_closes_connection(keyed_gateway: Gateway, fi
     assert KEY not in json.dumps(error)
     assert connection.close_code == 1008
     assert keyed_gateway.scripted().received == []
+
+
+class ScriptedSocket:
+    """Stands in for Starlette's WebSocket, so a test decides when frames arrive and when sends fail."""
+
+    def __init__(self) -> None:
+        self.headers: dict[str, str] = {}
+        self.application_state = WebSocketState.CONNECTED
+        self.frames: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.sent: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.client_gone = False
+        self.disconnect_taken = asyncio.Event()
+
+    def send_frame(self, message: dict[str, Any]) -> None:
+        self.frames.put_nowait({"type": "websocket.receive", "text": json.dumps(message)})
+
+    def disconnect(self) -> None:
+        self.frames.put_nowait({"type": "websocket.disconnect", "code": 1000})
+
+    async def receive(self) -> dict[str, Any]:
+        frame = await self.frames.get()
+        if frame["type"] == "websocket.disconnect":
+            self.disconnect_taken.set()
+        return frame
+
+    async def send_text(self, text: str) -> None:
+        if self.client_gone:
+            raise WebSocketDisconnect(code=1006)
+        self.sent.put_nowait(json.loads(text))
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        self.client_gone = True
+
+
+class SlowCloseBackend(Backend):
+    """Streams one delta, then a second on `next_chunk`, then waits. Closing its stream waits for `release`."""
+
+    name = "held"
+
+    def __init__(self) -> None:
+        self.next_chunk = asyncio.Event()
+        self.closing = asyncio.Event()
+        self.release = asyncio.Event()
+        self.close_interrupted = False
+        self.closed = False
+
+    def models(self) -> list[ModelInfo]:
+        return [ModelInfo(name="held", backend="held", upstream="held")]
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Event]:
+        try:
+            yield TextDelta("first ")
+            await self.next_chunk.wait()
+            yield TextDelta("second ")
+            await asyncio.Event().wait()
+        finally:
+            # Like closing an HTTP response: an await that a cancel can interrupt.
+            self.closing.set()
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.close_interrupted = True
+                raise
+            self.closed = True
+
+
+@pytest.mark.parametrize("ending", ["send_failed", "cancelled"])
+async def test_leaving_client_waits_for_upstream_close(ending: str) -> None:
+    backend = SlowCloseBackend()
+    router = Router({}, {"held": backend}, {"held": backend.models()[0]})
+    services = ApiServices(router=router, server=ServerSettings(), api_keys=ApiKeys([], "PARLEY_API_KEYS"))
+    socket = ScriptedSocket()
+    session = asyncio.create_task(ChatSession(socket, services).run())  # type: ignore[arg-type]
+
+    socket.send_frame({"type": "request", "id": "r", "model": "held", "messages": [{"role": "user", "content": "go"}]})
+    first = await asyncio.wait_for(socket.sent.get(), timeout=10)
+    assert first == {"type": "delta", "id": "r", "text": "first "}
+
+    # The request begins to end and its stream starts closing the upstream request...
+    if ending == "send_failed":
+        socket.client_gone = True
+        backend.next_chunk.set()
+    else:
+        socket.send_frame({"type": "cancel", "id": "r"})
+    await asyncio.wait_for(backend.closing.wait(), timeout=10)
+
+    # ...when the client leaves. The session must wait for that close, not cancel it.
+    socket.disconnect()
+    await asyncio.wait_for(socket.disconnect_taken.wait(), timeout=10)
+    backend.release.set()
+    await asyncio.wait_for(session, timeout=10)
+
+    assert backend.close_interrupted is False
+    assert backend.closed is True
