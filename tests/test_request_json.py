@@ -6,15 +6,18 @@ and `/ws/chat` side by side; `/ws/chat` keeps the connection open after it.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from backends.errors import BadRequestError
 from backends.request_json import check_unicode, decode_json
-from tests.request_support import assert_connection_serves, http_error, post_raw, receive
+from tests.gateway_setup import SCRIPTED_BACKEND, gateway_config, run_gateway
+from tests.request_support import RESILIENCE, assert_connection_serves, http_error, post_raw, receive
 from tests.request_support import gateway, http, ws  # noqa: F401 - pytest fixtures, used by name
 
 HUGE_INTEGER = "9" * 5000
@@ -96,6 +99,22 @@ async def test_surrogate_pair_is_one_character(http: httpx.AsyncClient, ws: Clie
     assert response.status_code == 200
     assert response.json()["choices"][0]["message"]["content"] == "\U0001f600"
     assert "".join(deltas) == "\U0001f600"
+
+
+async def test_ws_surrogate_in_auth_token_fails_auth() -> None:
+    # The key check encodes the token as UTF-8, which a lone surrogate made raise.
+    config = gateway_config(SCRIPTED_BACKEND, resilience=RESILIENCE)
+    async with run_gateway(config, env={"PARLEY_API_KEYS": "key-0123456789"}) as gateway:
+        async with connect(gateway.url.replace("http", "ws", 1) + "/ws/chat") as connection:
+            await connection.send('{"type":"auth","token":"key-\\ud800"}')
+            error = await receive(connection)
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(connection.recv(), timeout=10)
+
+    assert error["type"] == "error"
+    assert error["id"] is None
+    assert error["code"] == "auth_failed"
+    assert connection.close_code == 1008
 
 
 # Integers past Python's digit limit; tests/test_request_validation.py covers the field ranges.
