@@ -22,10 +22,11 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from api.auth import ApiKeyError, bearer_token
 from api.errors import internal_error
 from api.limits import check_chat_request
+from api.openai_stream import interrupted_error
 from api.services import ApiServices, api_services
 from backends import ws_protocol
 from backends.errors import BadRequestError, InputTooLargeError, NotFoundError, ParleyError, RateLimitedError
-from backends.types import Event, Notice, ReasoningDelta, TextDelta
+from backends.types import Event, Finished, Notice, ReasoningDelta, TextDelta
 
 logger = logging.getLogger(__name__)
 
@@ -287,4 +288,9 @@ def _encode_event(event: Event, request_id: str) -> str:
         return json.dumps({"type": "delta", "id": request_id, "text": event.text}, ensure_ascii=False, separators=(",", ":"))
     if isinstance(event, ReasoningDelta):
         return json.dumps({"type": "reasoning", "id": request_id, "text": event.text}, ensure_ascii=False, separators=(",", ":"))
+    if isinstance(event, Finished) and event.reason == "error":
+        # The reply was cut off after its text began. The client gets the same
+        # error as on the HTTP API, in the `done` message that ends the request.
+        error = interrupted_error(event, "the text before this error was sent")
+        return ws_protocol.encode(ws_protocol.event_to_message(event, request_id, error=error))
     return ws_protocol.encode(ws_protocol.event_to_message(event, request_id))

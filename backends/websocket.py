@@ -204,6 +204,10 @@ class WebSocketBackend(Backend):
             if isinstance(item, ws_protocol.ErrorMessage):
                 progress.ended = True
                 raise ws_protocol.message_to_error(item, backend=self.name, model=model.name, redactor=self._redactor)
+            if isinstance(item, ws_protocol.DoneMessage) and item.reason == "error":
+                # The reply was cut off after its text began. A backend raises a failure, never yields it.
+                progress.ended = True
+                raise self._interrupted(item, model)
 
             event = ws_protocol.message_to_event(item)
             if isinstance(event, Finished):
@@ -213,6 +217,14 @@ class WebSocketBackend(Backend):
             if item.type in ("delta", "reasoning"):
                 progress.received_content = True
             yield event
+
+    def _interrupted(self, done: ws_protocol.DoneMessage, model: ModelSettings) -> ParleyError:
+        """Return the error of a `done` with reason "error": the one in its `error` field, by its code."""
+        if done.error is not None:
+            return ws_protocol.message_to_error(done.error, backend=self.name, model=model.name, redactor=self._redactor)
+        # A server older than the `error` field names the cause only in `failures`.
+        cause = self._redactor.redact(", ".join(done.failures)) or "no cause given"
+        return StreamIncompleteError(f"the server reported that the reply was interrupted ({cause})", backend=self.name, model=model.name)
 
     def _lost(self, model: ModelSettings, *, received: bool) -> ParleyError:
         if received:

@@ -155,6 +155,17 @@ class NoticeMessage(_Message):
     message: str
 
 
+class ErrorDetail(_Message):
+    """A failure as the client sees it: the fields of an `error` message, also carried by a `done` with reason "error"."""
+
+    code: str
+    message: str
+    retryable: bool
+    fix: str = ""
+    retry_after: float | None = None
+    params: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
 class DoneMessage(_Message):
     type: Literal["done"]
     id: str
@@ -164,6 +175,8 @@ class DoneMessage(_Message):
     model: str = ""
     cached: bool = False
     failures: list[str] = Field(default_factory=list)
+    # Set when `reason` is "error", and only then: the failure that cut the reply off after its text began.
+    error: ErrorDetail | None = None
 
 
 class ErrorMessage(_Message):
@@ -353,8 +366,12 @@ def decode_data_url(url: str) -> ImagePart:
 # Event <-> server message.
 
 
-def event_to_message(event: Event, request_id: str) -> _Message:
-    """Build the server message that carries one event of request `request_id`."""
+def event_to_message(event: Event, request_id: str, *, error: ParleyError | None = None) -> _Message:
+    """Build the server message that carries one event of request `request_id`.
+
+    `error` is the failure behind a Finished with reason "error"; the `done`
+    message carries it in its `error` field.
+    """
     if isinstance(event, TextDelta):
         return DeltaMessage(type="delta", id=request_id, text=event.text)
     if isinstance(event, ReasoningDelta):
@@ -379,6 +396,7 @@ def event_to_message(event: Event, request_id: str) -> _Message:
         model=event.model,
         cached=event.cached,
         failures=list(event.failures),
+        error=error_detail(error) if error is not None else None,
     )
 
 
@@ -428,16 +446,19 @@ def message_to_event(message: DeltaMessage | ReasoningMessage | UsageMessage | N
 
 
 def error_to_message(error: ParleyError, request_id: str | None) -> ErrorMessage:
-    """Build the error message for a failure; `request_id` None reports a connection-level failure.
+    """Build the error message for a failure; `request_id` None reports a connection-level failure."""
+    return ErrorMessage(type="error", id=request_id, **dict(error_detail(error)))
+
+
+def error_detail(error: ParleyError) -> ErrorDetail:
+    """Describe a failure for the client.
 
     `message` is the failure without its fix, which travels in `fix`; only
     the JSON-safe `params` are sent.
     """
     where = f"{error.where}: " if error.where else ""
     params = {key: value for key, value in error.params.items() if isinstance(value, str | int | float | bool | None)}
-    return ErrorMessage(
-        type="error",
-        id=request_id,
+    return ErrorDetail(
         code=error.code,
         message=f"{where}{error.detail}",
         retryable=error.retryable,
@@ -447,8 +468,10 @@ def error_to_message(error: ParleyError, request_id: str | None) -> ErrorMessage
     )
 
 
-def message_to_error(message: ErrorMessage, *, backend: str = "", model: str = "", redactor: Redactor | None = None) -> ParleyError:
-    """Build the typed error an error message reports, by its code.
+def message_to_error(
+    message: ErrorMessage | ErrorDetail, *, backend: str = "", model: str = "", redactor: Redactor | None = None
+) -> ParleyError:
+    """Build the typed error that an error message, or the `error` of a done message, reports, by its code.
 
     An unknown code becomes a RetryableError when the server marked it
     retryable, otherwise a plain ParleyError, so retry decisions still work.

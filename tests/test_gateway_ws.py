@@ -106,6 +106,7 @@ async def test_cancel_stops_one_request(ws: ClientConnection, gateway: Gateway) 
         "model": "slow",
         "cached": False,
         "failures": [],
+        "error": None,
     }
     assert gateway.scripted("slow").in_flight == 0
 
@@ -177,6 +178,26 @@ async def test_closing_connection_closes_upstream(gateway: Gateway, openai_serve
 
     await openai_server.wait_until(lambda: openai_server.disconnects == 1, timeout=10)
     assert openai_server.completed == 0
+
+
+async def test_failure_after_text_puts_error_in_done(ws: ClientConnection) -> None:
+    await ws.send(request("late", "echo", "fail late"))
+
+    messages = await receive_until_done(ws, "late")
+    await ws.send(request("next", "echo", "still open"))
+    following = await receive(ws)
+
+    assert text_of(messages, "late") == "one two "
+    assert [m["kind"] for m in messages if m["type"] == "notice"] == ["interrupted"]
+    done = messages[-1]
+    assert done["type"] == "done"
+    assert done["reason"] == "error"
+    assert done["failures"] == ["echo: overloaded"]
+    assert done["error"]["code"] == "stream_incomplete"
+    assert done["error"]["retryable"] is True
+    assert "interrupted (overloaded)" in done["error"]["message"]
+    # The done is the request's last message: no separate error follows it.
+    assert following["id"] == "next"
 
 
 async def test_non_json_frame_gets_error_and_stays_open(ws: ClientConnection) -> None:

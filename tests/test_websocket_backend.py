@@ -203,6 +203,21 @@ def test_error_round_trips_to_its_class() -> None:
     assert back.backend == "client"
 
 
+def test_interrupted_done_carries_its_error() -> None:
+    finished = Finished(reason="error", backend="b", model="m", failures=("m: overloaded",))
+    error = OverloadedError("the model is busy", backend="b", model="m")
+
+    raw = ws_protocol.encode(ws_protocol.event_to_message(finished, "id1", error=error))
+    parsed = ws_protocol.parse_server_message(raw)
+
+    assert isinstance(parsed, ws_protocol.DoneMessage)
+    assert parsed.error is not None
+    assert parsed.error.code == "overloaded"
+    assert parsed.error.retryable is True
+    assert isinstance(ws_protocol.message_to_error(parsed.error), OverloadedError)
+    assert ws_protocol.message_to_event(parsed) == finished
+
+
 def test_unknown_retryable_code_stays_retryable() -> None:
     message = ws_protocol.ErrorMessage(type="error", id="a", code="brand_new", message="x", retryable=True)
 
@@ -281,6 +296,20 @@ async def test_error_mid_stream_keeps_partial_text(backend: WebSocketBackend, ws
             received.append(event)
 
     assert text_of(received) == "a b "
+
+
+async def test_done_with_reason_error_raises_incomplete(backend: WebSocketBackend, ws_server: FakeWsServer) -> None:
+    # A server older than the `error` field of `done`: the failure is still raised, not yielded.
+    ws_server.default = WsBehaviour(reply="a b", finish_reason="error")
+    received: list[Event] = []
+
+    with pytest.raises(StreamIncompleteError) as caught:
+        async for event in backend.stream(ask()):
+            received.append(event)
+
+    assert text_of(received) == "a b"
+    assert not any(isinstance(event, Finished) for event in received)
+    assert "interrupted" in str(caught.value)
 
 
 async def test_aclose_sends_cancel_and_server_stops(backend: WebSocketBackend, ws_server: FakeWsServer) -> None:
@@ -511,6 +540,22 @@ async def test_gateway_error_keeps_its_class_and_retry_after(gateway: Gateway) -
     await backend.aclose()
 
     assert caught.value.retry_after == 2
+
+
+async def test_gateway_interrupted_reply_raises_its_error(gateway: Gateway) -> None:
+    backend = gateway_backend(gateway)
+    request = ChatRequest(messages=(Message.text("user", "fail late"),), model="remote-echo")
+    received: list[Event] = []
+
+    with pytest.raises(StreamIncompleteError) as caught:
+        async for event in backend.stream(request):
+            received.append(event)
+    await backend.aclose()
+
+    assert text_of(received) == "one two "
+    assert caught.value.retryable is True
+    assert "interrupted (overloaded)" in str(caught.value)
+    assert caught.value.backend == "upstream-parley"
 
 
 async def test_gateway_cancel_stops_the_scripted_stream(gateway: Gateway) -> None:
