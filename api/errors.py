@@ -28,13 +28,6 @@ _TYPES_BY_STATUS = {
 }
 
 
-# Fixes an API client can act on, in place of the error's own fix where that
-# speaks to a UI user ("clear it or undo turns"). The UI translates by code instead.
-_API_FIXES = {
-    "context_too_long": "Send fewer or shorter messages, or use a model with a larger context.",
-}
-
-
 class MethodNotAllowedError(BadRequestError):
     """A known API path called with a method it does not accept."""
 
@@ -49,21 +42,12 @@ def error_type(status: int) -> str:
     return "invalid_request_error" if status < 500 else "server_error"
 
 
-def api_message(error: ParleyError) -> str:
-    """Return the error's message for an API client: what failed, then a fix the client can act on."""
-    fix = _API_FIXES.get(error.code)
-    if fix is None:
-        return str(error)
-    prefix = f"{error.where}: " if error.where else ""
-    return f"{prefix}{error.detail}. {fix}"
-
-
 def error_body(error: ParleyError) -> dict[str, Any]:
     """Build the OpenAI error object; `param` names the request field at fault, if any."""
     param = error.params.get("param")
     return {
         "error": {
-            "message": api_message(error),
+            "message": str(error),
             "type": error_type(error.http_status),
             "code": error.code,
             "param": param if isinstance(param, str) else None,

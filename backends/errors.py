@@ -148,7 +148,8 @@ class NotFoundError(ParleyError):
 class ContextTooLongError(ParleyError):
     code = "context_too_long"
     http_status = 400
-    fix = "Shorten the conversation (clear it or undo turns) or pick a model with a larger context."
+    # Neutral wording: API clients read it as is, and the UI shows its own translated text for this code.
+    fix = "Send fewer or shorter messages, or use a model with a larger context."
 
 
 class ImageNotSupportedError(ParleyError):

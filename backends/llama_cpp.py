@@ -293,7 +293,7 @@ class LlamaCppBackend(Backend):
             f"the prompt has {prompt_tokens} tokens but the context window is {self.settings.n_ctx} tokens (n_ctx)",
             backend=self.name,
             model=model.name,
-            fix="Shorten the conversation (clear it or undo turns), or raise n_ctx of the llama_cpp backend in the config.",
+            fix="Send fewer or shorter messages, or raise n_ctx of the llama_cpp backend in the config.",
             prompt_tokens=prompt_tokens,
             max_context=self.settings.n_ctx,
         )
