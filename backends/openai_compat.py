@@ -249,7 +249,9 @@ class OpenAIBackend(Backend):
             raise error_for_transport(exc, target, response_started=response is not None) from exc
         finally:
             if response is not None:
-                await response.aclose()
+                # A client that leaves cancels this task, and the cancel can land in the
+                # close. Cut short, the close would leave the upstream streaming the reply.
+                await asyncio.shield(response.aclose())
 
     async def _send(self, body: bytes, model: OpenAIModelSettings, deadlines: Deadlines) -> httpx.Response:
         accept = "text/event-stream" if model.streaming else "application/json"

@@ -962,3 +962,43 @@ async def test_upstream_cookies_not_sent_back(openai_server: FakeOpenAIServer) -
     first, second = openai_server.chat_requests
     assert "cookie" not in first.headers
     assert "cookie" not in second.headers
+
+
+class _SlowCloseStream(httpx.AsyncByteStream):
+    """An SSE body that sends one chunk, then waits; closing it waits for `release`."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.closed = False
+
+    async def __aiter__(self) -> Any:
+        yield b'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n'
+        await asyncio.Event().wait()
+
+    async def aclose(self) -> None:
+        await self.release.wait()
+        self.closed = True
+
+
+async def test_cancel_during_close_still_closes_upstream() -> None:
+    # A client that leaves cancels its request, and the cancel can land while the
+    # stream is closing its response; the close must still finish.
+    body = _SlowCloseStream()
+
+    async def reply(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, stream=body)
+
+    settings = Settings.model_validate({"name": "mock", "kind": "openai", "base_url": "http://127.0.0.1:9/v1", "models": [{"name": "chat"}]})
+    backend = create(settings, BackendContext(env={}, http_transport=httpx.MockTransport(reply)))
+    events = backend.stream(ask())
+    assert isinstance(await anext(events), TextDelta)
+
+    closing = asyncio.create_task(events.aclose())
+    await asyncio.sleep(0.01)
+    closing.cancel()
+    await asyncio.gather(closing, return_exceptions=True)
+    body.release.set()
+    await asyncio.sleep(0.01)
+    await backend.aclose()
+
+    assert body.closed
