@@ -566,3 +566,26 @@ async def test_wrong_provider_key_is_shown_not_canned_reply(openai_server: FakeO
     assert "sk-wrong" not in title + details
     assert "try again" not in (title + details).lower()
     assert "几分钟" not in title + details
+
+
+async def test_stop_button_ends_reply_with_stopped_state() -> None:
+    handlers, backend = make_handlers(replies=[{"text": " ".join(["tok"] * 500)}], chunk_delay=0.02)
+    updates = handlers.chat({"text": "long", "files": []}, [], MODEL, "", 0.7, 1.0, 1024, request())
+    seen = [await anext(updates) for _ in range(3)]
+    assert backend.in_flight == 1
+
+    # The running reply stops itself; the invisible error skips Gradio's cancel.
+    with pytest.raises(gr.Error):
+        await handlers.stop(request())
+    seen += await collect(updates)
+
+    assert backend.in_flight == 0
+    final = seen[-1][0]
+    assert status_block(final)["metadata"]["title"].startswith("Stopped · scripted-echo")
+    assert "tok" in answer_text(final)
+
+
+async def test_stop_button_without_running_reply_lets_cancel_run() -> None:
+    handlers, _backend = make_handlers(replies=[{"text": "done"}])
+
+    assert await handlers.stop(request(session="idle-session")) is None

@@ -194,3 +194,17 @@ def test_stream_load_counts_down_after_an_error() -> None:
 def test_stream_load_rejects_non_positive_rate() -> None:
     with pytest.raises(ValueError, match="max_updates_per_second"):
         StreamLoad(max_updates_per_second=0)
+
+
+async def test_stop_event_ends_loop_and_closes_stream() -> None:
+    fed = FedStream()
+    stop = asyncio.Event()
+    ticks = paced(fed.events(), lambda event: None, interval=LONG, heartbeat=LONG, stop=stop)
+    await fed.queue.put(TextDelta("first"))
+    await next_refresh(ticks)
+
+    stop.set()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(anext(ticks), timeout=GUARD)
+
+    assert fed.closed

@@ -205,13 +205,21 @@ class ChatHandlers:
                 self._active.popitem(last=False)
 
             stream = self.services.router.stream(chat_request)
-            ticks = paced(stream, reply.apply, interval=lambda: self.load.interval(least_interval), heartbeat=self.settings.heartbeat_s)
+            ticks = paced(
+                stream,
+                reply.apply,
+                interval=lambda: self.load.interval(least_interval),
+                heartbeat=self.settings.heartbeat_s,
+                stop=reply.stop_requested,
+            )
             with self.load.streaming():
                 async with contextlib.aclosing(ticks):
                     async for _ in ticks:
                         yield history + reply.messages()
+            if reply.stop_requested.is_set():
+                logger.info("chat reply from %s stopped after %d deltas", model, reply.deltas)
             if reply.state in ("waiting", "streaming"):
-                # A stream that ends without Finished was cut short.
+                # Stop was pressed, or the stream ended without Finished and was cut short.
                 reply.stop()
         except ParleyError as error:
             logger.info("chat reply from %s failed: %s", model, error)
@@ -323,6 +331,20 @@ class ChatHandlers:
         turns = normalize_history(history[index : index + 1])
         restored = {"text": turns[0].text if turns else "", "files": [ref.path for ref in turns[0].files] if turns else []}
         return history[:index], restored
+
+    async def stop(self, request: gr.Request) -> None:
+        """Ask the session's running reply to stop; its own event then renders the stopped state.
+
+        Raises an invisible gr.Error when it found a reply to stop, which
+        skips the chained Gradio cancel. That cancel is only for a reply
+        whose event has not started yet. Cancelling a running event races
+        with its last output, and Gradio then leaves its "Error" overlay on
+        the chat.
+        """
+        reply = self._active.get(getattr(request, "session_hash", None) or "")
+        if reply is not None and reply.state in ("waiting", "streaming"):
+            reply.stop_requested.set()
+            raise gr.Error("the running reply is stopping", visible=False, print_exception=False)
 
     def mark_stopped(self, history: History | None, request: gr.Request) -> History:
         """Render the reply that Stop cut short with its "stopped" state and figures so far."""
@@ -448,11 +470,13 @@ def build_chat_tab(services: UIServices) -> ChatTab:
         concurrency_id="chat",
     )
     running: list[Any] = [submit_event, retry_event, edit_event]
-    # Cancel first, then mark the reply: an output written to the chatbot while the
-    # cancelled event still owns it leaves Gradio's "Error" overlay over the chat.
-    stop.click(None, None, None, cancels=running, queue=False, api_visibility="undocumented").then(
-        handlers.mark_stopped, [chatbot], [chatbot], queue=False, api_name="stop"
-    )
+    # A running reply stops itself and renders its stopped state. Only a reply whose
+    # event has not started is cancelled through Gradio. Cancel first, then mark the
+    # reply: an output written to the chatbot while the cancelled event still owns it
+    # leaves Gradio's "Error" overlay over the chat.
+    stop.click(handlers.stop, None, None, queue=False, api_name="stop").success(
+        None, None, None, cancels=running, queue=False, api_visibility="undocumented"
+    ).then(handlers.mark_stopped, [chatbot], [chatbot], queue=False, api_visibility="undocumented")
     chatbot.undo(handlers.undo, [chatbot], [chatbot, textbox], queue=False, api_visibility="undocumented")
     clear.click(handlers.clear, None, [chatbot, textbox], cancels=running, queue=False, api_name="clear")
     # The Chatbot's own trash button empties it in the browser; stop the reply too.

@@ -8,6 +8,7 @@ end up in the collapsible thinking block, never in the answer.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -92,6 +93,8 @@ class Reply:
     error: ParleyError | None = None
     notices: list[Notice] = field(default_factory=list)
     deltas: int = 0
+    # Set by the Stop button; the reply's own event then ends with the stopped state.
+    stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     _splitter: ThinkTagSplitter = field(default_factory=ThinkTagSplitter)
 
     def apply(self, event: Event) -> None:

@@ -53,6 +53,7 @@ async def paced(
     *,
     interval: float | Callable[[], float],
     heartbeat: float,
+    stop: asyncio.Event | None = None,
 ) -> AsyncGenerator[None, None]:
     """Apply every event of `stream` with `apply`; yield whenever the UI should refresh.
 
@@ -68,7 +69,8 @@ async def paced(
     cancels that task, which throws CancelledError into the stream at its
     current await, and then calls `aclose()` on `stream`, which releases the
     upstream request. A ParleyError from the stream propagates after the
-    events before it were applied.
+    events before it were applied. Setting `stop` ends the loop the same way,
+    but as a normal return, so the caller can render the stopped state.
     """
     loop = asyncio.get_running_loop()
     spacing = interval if callable(interval) else (lambda: interval)
@@ -93,11 +95,16 @@ async def paced(
 
     reader = asyncio.ensure_future(read())
     reader.add_done_callback(lambda _: wake())
+    stop_waiter = asyncio.ensure_future(stop.wait()) if stop is not None else None
+    if stop_waiter is not None:
+        stop_waiter.add_done_callback(lambda _: wake())
     started = loop.time()
     last_yield: float | None = None
     try:
         while True:
             now = loop.time()
+            if stop is not None and stop.is_set():
+                return
             if reader.done():
                 # This raises the stream's error, if there was one.
                 # Otherwise the caller renders the final state.
@@ -124,6 +131,8 @@ async def paced(
                 wakeup = loop.create_future()
             await asyncio.wait({wakeup}, timeout=due - now)
     finally:
+        if stop_waiter is not None:
+            stop_waiter.cancel()
         if not reader.done():
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
