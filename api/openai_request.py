@@ -58,7 +58,6 @@ def parse_chat_body(raw: bytes, *, bypass_cache: bool, language: str = "en") -> 
 
     check_unicode(data)
     reject_unsupported(data)
-    _reject_response_format(data)
     try:
         body = _Body.model_validate(data)
     except ValidationError as exc:
@@ -75,16 +74,6 @@ def parse_chat_body(raw: bytes, *, bypass_cache: bool, language: str = "en") -> 
     )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     return ParsedRequest(chat=chat, stream=body.stream, include_usage=include_usage)
-
-
-def _reject_response_format(data: dict[str, Any]) -> None:
-    response_format = data.get("response_format")
-    if isinstance(response_format, dict) and response_format.get("type") not in (None, "text"):
-        raise BadRequestError(
-            f"response_format type {response_format.get('type')!r} is not supported",
-            fix='Leave response_format out or send {"type": "text"}.',
-            param="response_format.type",
-        )
 
 
 def _bad_field(exc: ValidationError) -> BadRequestError:

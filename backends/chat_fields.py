@@ -105,6 +105,14 @@ def reject_unsupported(data: Mapping[str, Any]) -> None:
             param=name,
         )
 
+    response_format = data.get("response_format")
+    if isinstance(response_format, Mapping) and response_format.get("type") not in (None, "text"):
+        raise BadRequestError(
+            f"response_format type {response_format.get('type')!r} is not supported",
+            fix='Leave response_format out or send {"type": "text"}.',
+            param="response_format.type",
+        )
+
 
 def _parse_stop(stop: str | list[str] | None) -> tuple[str, ...] | None:
     if stop is None:

@@ -79,6 +79,7 @@ REJECTED = [
     pytest.param({"tool_choice": "required"}, "tool_choice", id="tool-choice-required"),
     pytest.param({"tools": [{"type": "function"}], "tool_choice": "none"}, "tools", id="tools-with-choice-none"),
     pytest.param({"logprobs": True}, "logprobs", id="logprobs"),
+    pytest.param({"response_format": {"type": "json_object"}}, "response_format.type", id="response-format-json"),
     pytest.param({"n": 2}, "n", id="several-choices"),
     pytest.param({"top_p": 1.5}, "top_p", id="top-p-over-1"),
     pytest.param({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role", id="tool-role"),
