@@ -61,14 +61,15 @@ def build_app(
     elif context.executor is None:
         context = dataclasses.replace(context, executor=executor)
     try:
-        # Keys first: a variable set without keys stops start-up before any backend opens.
+        # Secrets first: a variable set without a value stops start-up before any backend opens.
         api_keys = ApiKeys.from_env(context.env, config.server.api_keys_env)
+        login = UILogin.from_env(context.env, config.server)
         router = build_router(config, context)
     except BaseException:
         executor.shutdown(wait=False)
         raise
     if api_keys.enabled:
-        logger.info("API keys are required: %d keys from %s", api_keys.count, api_keys.env_name)
+        logger.info("API keys are required: %d %s from %s", api_keys.count, "key" if api_keys.count == 1 else "keys", api_keys.env_name)
     else:
         logger.info("API keys are not required: %s is not set, so the API is open", api_keys.env_name)
     # Batch jobs belong to this service, not to a browser session, so they outlive a closed tab.
@@ -130,7 +131,7 @@ def build_app(
             transcriber=transcriber,
             image_pipeline=images,
         ),
-        login=UILogin.from_env(context.env, config.server),
+        login=login,
     )
     return app
 

@@ -12,6 +12,7 @@ import pytest
 from gradio_client import Client
 
 import app
+from backends.errors import ConfigError
 from config import ServerSettings
 from tests.ui_support import scripted_config, serve_parley
 from ui.login import UILogin, hide_api_info_on_login_page, is_loopback, warn_if_ui_open
@@ -133,9 +134,17 @@ def test_password_stays_out_of_repr_and_logs(caplog: pytest.LogCaptureFixture) -
     assert "the browser UI requires a login as user 'parley'" in caplog.text
 
 
-def test_empty_password_means_no_login() -> None:
-    assert UILogin.from_env({"PARLEY_UI_PASSWORD": ""}, ServerSettings()) is None
+def test_unset_password_means_no_login() -> None:
     assert UILogin.from_env({}, ServerSettings()) is None
+
+
+@pytest.mark.parametrize("value", ["", "   "])
+def test_blank_password_stops_startup(value: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        UILogin.from_env({"PARLEY_UI_PASSWORD": value}, ServerSettings())
+
+    assert "PARLEY_UI_PASSWORD is set but empty" in str(raised.value)
+    assert "unset it" in raised.value.fix
 
 
 @pytest.mark.parametrize(

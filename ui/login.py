@@ -12,6 +12,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from backends.errors import ConfigError
 from config import ServerSettings
 
 logger = logging.getLogger(__name__)
@@ -36,10 +37,20 @@ class UILogin:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], server: ServerSettings) -> UILogin | None:
-        """Read the password from `server.ui_password_env`; None when that variable is unset or empty."""
-        password = env.get(server.ui_password_env, "")
-        if not password:
+        """Read the password from `server.ui_password_env`; None when that variable is unset.
+
+        Raises ConfigError when the variable is set but blank, as a missing
+        secret often is in a container: the UI would otherwise stay open
+        although a login was intended.
+        """
+        password = env.get(server.ui_password_env)
+        if password is None:
             return None
+        if not password.strip():
+            raise ConfigError(
+                f"{server.ui_password_env} is set but empty, so the browser UI would have no login",
+                fix=f"Set {server.ui_password_env} to the login password, or unset it to leave the UI without a login.",
+            )
         return cls(user=server.ui_user, password=password, password_env=server.ui_password_env)
 
 
