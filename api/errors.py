@@ -62,6 +62,9 @@ def error_response(error: ParleyError) -> JSONResponse:
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     if error.http_status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+    allow = error.params.get("allow")
+    if error.http_status == 405 and isinstance(allow, str):
+        headers["Allow"] = allow
     return JSONResponse(error_body(error), status_code=error.http_status, headers=headers)
 
 

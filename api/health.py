@@ -19,7 +19,7 @@ from api.services import api_services
 router = APIRouter()
 
 
-@router.get("/healthz")
+@router.api_route("/healthz", methods=["GET", "HEAD"])
 async def healthz(request: Request) -> JSONResponse:
     services = api_services(request)
     checks = await services.router.health()

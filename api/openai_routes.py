@@ -229,6 +229,7 @@ async def unknown_endpoint(request: Request, path: str) -> Response:
             f"{target} does not accept {request.method}",
             fix=f"Send {' or '.join(allowed)} {target}.",
             param="method",
+            allow=", ".join(allowed),
         )
     raise NotFoundError(
         f"{request.method} {target} is not an endpoint of Parley",

@@ -264,6 +264,7 @@ async def test_wrong_method_gets_405(gateway: Gateway) -> None:
         response = await http.get(f"{gateway.v1}/chat/completions")
 
     assert response.status_code == 405
+    assert response.headers["allow"] == "POST"
     error = response.json()["error"]
     assert error["code"] == "method_not_allowed"
     assert "Send POST /v1/chat/completions" in error["message"]
@@ -319,9 +320,11 @@ async def test_path_without_v1_names_base_url(gateway: Gateway) -> None:
         assert f"base URL to {gateway.v1}" in error["message"]
 
 
-async def test_head_models_is_200(gateway: Gateway) -> None:
+async def test_head_models_and_healthz_are_200(gateway: Gateway) -> None:
     async with httpx.AsyncClient() as http:
-        response = await http.head(f"{gateway.v1}/models")
+        models = await http.head(f"{gateway.v1}/models")
+        health = await http.head(gateway.v1.removesuffix("/v1") + "/healthz")
 
-    assert response.status_code == 200
-    assert response.content == b""
+    for response in (models, health):
+        assert response.status_code == 200
+        assert response.content == b""
