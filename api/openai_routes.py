@@ -220,6 +220,12 @@ def _other_route_serves(request: Request, method: str) -> bool:
     return False
 
 
+@fallback_router.api_route("/v1", methods=["GET", "POST", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def api_root(request: Request) -> Response:
+    # Without this route the UI mounted at "/" would handle /v1 itself.
+    return await unknown_endpoint(request, "")
+
+
 @fallback_router.api_route("/v1/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 async def unknown_endpoint(request: Request, path: str) -> Response:
     target = f"/v1/{path}"

@@ -280,6 +280,14 @@ async def test_unknown_v1_path_gets_openai_404(gateway: Gateway) -> None:
     assert "POST /v1/embeddings" in error["message"]
 
 
+async def test_api_root_gets_openai_404(gateway: Gateway) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(gateway.v1)
+
+    assert response.status_code == 404
+    assert "GET /v1/models" in response.json()["error"]["message"]
+
+
 async def test_cors_allows_configured_origin_only() -> None:
     config = gateway_config(SCRIPTED_BACKEND, cors_origins=["http://localhost:3000"])
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
