@@ -117,36 +117,44 @@ class AppConfig(StrictModel):
         if not any(backend.models for backend in backends):
             raise ValueError("no backend serves a model; add a [[backends.models]] table with a name")
 
+        # Every mistake across backends goes into one message, so one start-up shows them all.
+        problems: list[str] = []
         backend_names: set[str] = set()
         owners: dict[str, str] = {}
         for backend in backends:
             if backend.name in backend_names:
-                raise ValueError(f"backend name {backend.name!r} is used twice; give each backend its own name")
+                problems.append(f"backend name {backend.name!r} is used twice; give each backend its own name")
             backend_names.add(backend.name)
 
             for model in backend.models:
                 if model.name in owners:
-                    raise ValueError(
+                    problems.append(
                         f"model name {model.name!r} is served by both {owners[model.name]!r} and "
                         f"{backend.name!r}; rename one of them (set `upstream` to keep the id sent upstream)"
                     )
-                owners[model.name] = backend.name
+                else:
+                    owners[model.name] = backend.name
 
+        unknown_fallbacks = False
         for backend in backends:
             for model in backend.models:
                 unknown = [name for name in model.fallback if name not in owners]
                 if unknown:
-                    raise ValueError(
+                    unknown_fallbacks = True
+                    problems.append(
                         f"model {model.name!r} falls back to {', '.join(map(repr, unknown))}, which no backend "
                         f"serves; configured models: {', '.join(sorted(owners))}"
                     )
 
-        # The router expands these chains again when it is built. Expanding them here lets a loop error name the file.
-        fallbacks = {model.name: model.fallback for backend in backends for model in backend.models}
-        try:
-            expand_chains(fallbacks, owners)
-        except ConfigError as exc:
-            raise ValueError(f"{exc.detail}. {exc.fix}") from exc
+        if not unknown_fallbacks:
+            # The router expands these chains again when it is built. Expanding them here lets a loop error name the file.
+            fallbacks = {model.name: model.fallback for backend in backends for model in backend.models}
+            try:
+                expand_chains(fallbacks, owners)
+            except ConfigError as exc:
+                problems.append(f"{exc.detail}. {exc.fix}")
+        if problems:
+            raise ValueError("; and ".join(problems))
         return backends
 
     @model_validator(mode="after")

@@ -392,3 +392,16 @@ def test_local_model_max_context_other_than_n_ctx_is_rejected(tmp_path: Path) ->
 
     assert "'smollm2' sets 8192" in message
     assert "n_ctx 2048" in message
+
+
+def test_mistakes_across_models_are_reported_together(tmp_path: Path) -> None:
+    models = (
+        '[[backends.models]]\nname = "first"\nfallback = ["nowhere"]\n'
+        '[[backends.models]]\nname = "second"\nfallback = ["elsewhere"]\n'
+        '[[backends.models]]\nname = "first"\n'
+    )
+    message = load_error(tmp_path, '[[backends]]\nname = "script"\nkind = "scripted"\n' + models)
+
+    assert "'nowhere'" in message
+    assert "'elsewhere'" in message
+    assert "model name 'first' is served by both" in message
