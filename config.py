@@ -30,6 +30,7 @@ from backends.errors import ConfigError
 from backends.layers.fallback import expand_chains
 from backends.layers.settings import ResilienceSettings
 from backends.registry import settings_class
+from backends.request_json import field_path
 from backends.settings import BackendSettings, StrictModel
 from multimodal.audio_settings import AudioSettings
 from multimodal.images import ImageSettings
@@ -369,7 +370,7 @@ class _Problems:
         """Add each of pydantic's errors, named by its key path below `prefix`."""
         for error in exc.errors():
             location = tuple(error["loc"])
-            path = format_key_path((*prefix, *location))
+            path = field_path((*prefix, *location))
             kind = error["type"]
 
             if kind == "extra_forbidden":
@@ -397,17 +398,6 @@ def describe_input(value: Any) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f" (got {text})"
-
-
-def format_key_path(location: Sequence[str | int]) -> str:
-    """Format a pydantic error location like `backends[1].timeouts.connect`."""
-    path = ""
-    for item in location:
-        if isinstance(item, int):
-            path += f"[{item}]"
-        else:
-            path += f".{item}" if path else item
-    return path
 
 
 def _keys_at(root: type[BaseModel], location: Sequence[str | int]) -> list[str]:

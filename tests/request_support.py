@@ -13,8 +13,8 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.gateway_setup import SCRIPTED_BACKEND, Gateway, gateway_config, run_gateway
 
-# Retries and the canned reply off; the cache keeps its default (on, in memory),
-# since a lone surrogate used to fail there while building the cache key.
+# Retries and the canned reply are off. The cache keeps its default (on, in memory),
+# because a lone surrogate used to fail there while the cache key was built.
 RESILIENCE: dict[str, Any] = {"retry": {"max_retries": 0}, "fallback": {"canned_reply": False}}
 
 

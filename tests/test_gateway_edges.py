@@ -124,7 +124,7 @@ async def test_upstream_404_names_version_path(openai_server: FakeOpenAIServer) 
     assert "version path such as /v1" in message
     detail = health.json()["backends"][0]["detail"]
     assert "version path such as /v1" in detail
-    # GET /models itself answered 404, so a model id cannot be the cause.
+    # GET /models itself returned 404, so a model id cannot be the cause.
     assert "model id" not in detail
 
 
